@@ -1,0 +1,1 @@
+"""One module per input format. Each exposes `read(source, options) -> Iterator[Conversation]`."""

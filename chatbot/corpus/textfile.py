@@ -1,0 +1,153 @@
+"""Opening real-world text files: fingerprint, encoding detection, streaming line reading.
+
+Files are read in fixed-size chunks, never whole, so memory stays flat for any size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbot.errors import ReaderError
+
+CHUNK = 1 << 20
+SAMPLE = 1 << 16
+
+# Longest first: the UTF-32 LE mark starts with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What one pass over a file's bytes tells: its digest, size, and how it is encoded."""
+
+    sha256: str
+    size: int
+    head: bytes  # the first SAMPLE bytes
+    bom_encoding: str | None
+    utf8_valid: bool
+    first_bad_offset: int | None  # where UTF-8 decoding first failed
+    bad_sample: bytes  # bytes around that place, for charset detection
+
+
+def scan(path: Path) -> FileScan:
+    """Hash the file and check UTF-8 validity in one streaming pass."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    size = 0
+    head = b""
+    bad_at: int | None = None
+    bad_sample = b""
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
+                if not head:
+                    head = chunk[:SAMPLE]
+                if bad_at is None:
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError as e:
+                        bad_at = size + e.start
+                        bad_sample = chunk[max(0, e.start - SAMPLE // 2) : e.start + SAMPLE // 2]
+                size += len(chunk)
+            if bad_at is None:
+                try:
+                    decoder.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    bad_at = size
+    except IsADirectoryError:
+        raise ReaderError(path, "is a directory, not a file") from None
+    except FileNotFoundError:
+        raise ReaderError(path, "no such file") from None
+    except PermissionError:
+        raise ReaderError(path, "permission denied") from None
+    except OSError as e:
+        raise ReaderError(path, f"cannot read: {e.strerror or e}") from None
+    bom = next((enc for mark, enc in _BOMS if head.startswith(mark)), None)
+    return FileScan(digest.hexdigest(), size, head, bom, bad_at is None, bad_at, bad_sample)
+
+
+def resolve_encoding(path: Path, info: FileScan, override: str | None = None) -> str:
+    """The encoding to read the file with; raises ReaderError for binary or empty files."""
+    if override:
+        try:
+            return codecs.lookup(override).name
+        except LookupError:
+            raise ReaderError(path, f"unknown encoding {override!r}") from None
+    if info.size == 0:
+        raise ReaderError(path, "empty file")
+    if info.bom_encoding:
+        return info.bom_encoding
+    if b"\x00" in info.head:
+        # Text in UTF-16/32 without a byte-order mark is rare; NUL bytes mean binary.
+        raise ReaderError(path, "binary file, not text (pass --encoding if it is UTF-16/32)")
+    if info.utf8_valid:
+        return "utf-8"
+    return _detect_legacy(path, info)
+
+
+def _detect_legacy(path: Path, info: FileScan) -> str:
+    from charset_normalizer import from_bytes
+
+    sample = info.head + b"\n" + info.bad_sample
+    best = from_bytes(sample).best()
+    if best is None:
+        raise ReaderError(
+            path,
+            f"cannot detect the text encoding (not UTF-8 at byte {info.first_bad_offset}); "
+            "pass --encoding",
+        )
+    return codecs.lookup(best.encoding).name
+
+
+class TextFile:
+    """A text file opened for streaming: decoded lines with their numbers and byte progress."""
+
+    def __init__(self, path: Path, encoding: str, progress=None) -> None:
+        self.path = path
+        self.encoding = encoding
+        self.line = 0  # number of the line last yielded (1-based)
+        self._progress = progress
+
+    def lines(self) -> Iterator[str]:
+        """Yield lines without their line ending; CRLF, CR and LF all end a line."""
+        with open(self.path, "rb") as raw:
+            text = io.TextIOWrapper(raw, encoding=self.encoding, errors="strict", newline=None)
+            self.line = 0
+            reported = 0
+            try:
+                for line in text:
+                    self.line += 1
+                    if self._progress is not None and self.line - reported >= 4096:
+                        reported = self.line
+                        self._progress(raw.tell())
+                    yield line.rstrip("\n")
+            except UnicodeDecodeError:
+                raise ReaderError(
+                    self.path,
+                    f"cannot decode as {self.encoding}; pass --encoding",
+                    self.line + 1,
+                ) from None
+            if self._progress is not None:
+                self._progress(raw.tell())
+
+    def error(self, reason: str, line: int | None = None) -> ReaderError:
+        """A ReaderError at the current (or given) line of this file."""
+        return ReaderError(self.path, reason, self.line if line is None else line)
+
+
+def open_text(path: Path, encoding: str | None = None, progress=None) -> TextFile:
+    """Scan, detect the encoding and open a file for streaming (for tools and tests)."""
+    info = scan(path)
+    return TextFile(path, resolve_encoding(path, info, encoding), progress)

@@ -1,0 +1,43 @@
+"""The values readers produce: turns and conversations, plus the options every reader takes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Subtitles: a silence longer than this (seconds) between two spoken cues ends a
+# conversation. Chosen from real files: see chatbot/corpus/subtitles/segment.py.
+DEFAULT_GAP_SECONDS = 5.0
+DEFAULT_MIN_TURNS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One speaker's contribution: the text, and who said it and when, where known."""
+
+    text: str
+    speaker: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+
+@dataclass(slots=True)
+class Conversation:
+    """Turns in the order they were spoken."""
+
+    turns: list[Turn] = field(default_factory=list)
+
+
+def _ignore(_message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Options shared by all readers; each reader uses those that apply to it."""
+
+    encoding: str | None = None  # None: detect (BOM, UTF-8, then charset-normalizer)
+    gap_seconds: float = DEFAULT_GAP_SECONDS
+    min_turns: int = DEFAULT_MIN_TURNS
+    warn: Callable[[str], None] = _ignore  # receives "file:line: message" warnings
+    progress: Callable[[int], None] = _ignore  # receives bytes read so far in this file
