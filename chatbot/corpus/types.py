@@ -41,3 +41,6 @@ class ReadOptions:
     min_turns: int = DEFAULT_MIN_TURNS
     warn: Callable[[str], None] = _ignore  # receives "file:line: message" warnings
     progress: Callable[[int], None] = _ignore  # receives bytes read so far in this file
+    # Set by the ingester on a second try when a subtitle file is too far out of order
+    # for streaming: cues then go through an on-disk sort.
+    sort_externally: bool = False

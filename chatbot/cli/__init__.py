@@ -1,0 +1,48 @@
+"""The `chatbot` command: a thin click layer over the library; user errors become one line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from chatbot import __version__
+from chatbot.errors import ChatbotError
+
+
+class Group(click.Group):
+    """A click group that turns the project's errors into one line and exit status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ChatbotError as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="chatbot")
+def cli() -> None:
+    """A chatbot that learns to talk from real conversations.
+
+    Start with `chatbot ingest FILE...` to turn subtitles, novels or dialogue sets into
+    conversations, then `chatbot corpus stats` to see what you have.
+    """
+
+
+def _register() -> None:
+    from chatbot.cli.corpus import corpus, ingest
+
+    cli.add_command(ingest)
+    cli.add_command(corpus)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="chatbot")

@@ -1,0 +1,245 @@
+"""`chatbot ingest` and `chatbot corpus ...`: building and looking at the corpus store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from chatbot.cli.options import corpus_db, db_option, json_option
+from chatbot.corpus import ingest as ingesting
+from chatbot.corpus.formats import FORMATS, Format, format_named
+from chatbot.corpus.ingest import FileResult, IngestReport, builtin_inputs, input_files
+from chatbot.corpus.store import CorpusStore
+from chatbot.corpus.types import DEFAULT_GAP_SECONDS, DEFAULT_MIN_TURNS, ReadOptions
+from chatbot.errors import ChatbotError
+
+MAX_WARNINGS_SHOWN = 20
+# Show a progress bar only for work that takes a while.
+PROGRESS_MIN_BYTES = 16 << 20
+
+
+class _Warnings:
+    """Prints reader warnings to stderr, up to a limit, and counts the rest."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        self.count += 1
+        if self.count <= MAX_WARNINGS_SHOWN:
+            click.echo(f"warning: {message}", err=True)
+
+    def summary(self) -> None:
+        if self.count > MAX_WARNINGS_SHOWN:
+            click.echo(f"warning: {self.count - MAX_WARNINGS_SHOWN} more warnings not shown",
+                       err=True)
+
+
+def _describe(result: FileResult) -> str:
+    if result.error:
+        return f"error: {result.error}"
+    if result.unchanged_as:
+        return f"{result.path}: unchanged (already ingested from {result.unchanged_as})"
+    dropped = (f", {result.skipped_conversations} too short dropped"
+               if result.skipped_conversations else "")
+    return (f"{result.path}: {result.conversations} conversations, {result.turns} turns "
+            f"({result.format}{dropped})")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@db_option
+@click.option("--format", "format_name", type=click.Choice(sorted(FORMATS)), default=None,
+              help="Read every file as this format instead of detecting it.")
+@click.option("--encoding", default=None, help="Text encoding of the files (default: detect).")
+@click.option("--gap", "gap_seconds", type=click.FloatRange(min=0), default=DEFAULT_GAP_SECONDS,
+              show_default=True, help="Subtitles: a silence this long (seconds) ends a "
+              "conversation.")
+@click.option("--min-turns", type=click.IntRange(min=1), default=DEFAULT_MIN_TURNS,
+              show_default=True, help="Drop (and count) conversations with fewer turns.")
+@click.option("--builtin", "builtins", multiple=True, metavar="NAME",
+              help="An installed dataset: chitchat, or chatterbot[:LANGUAGE] (default english).")
+@json_option
+def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builtins, as_json):
+    """Read subtitles, novels and dialogue sets into conversations.
+
+    \b
+    Example:
+        chatbot ingest movie.srt novels/ --db corpus.db
+        chatbot ingest --builtin chitchat
+
+    Directories are walked recursively. The format comes from the file's extension and
+    content (srt, vtt, ass, novel .txt, Cornell, DailyDialog, ChatterBot YAML, chitchat
+    JSON, tab-separated pairs, JSONL export); --format overrides it. Re-ingesting a file
+    with the same content does nothing. Exit status 1 if any file failed.
+    """
+    if not paths and not builtins:
+        raise click.UsageError("give files or directories to ingest, or --builtin NAME")
+    fmt = format_named(format_name) if format_name else None
+    warnings = _Warnings()
+    jobs: list[tuple[list[Path], Format | None]] = []
+    if paths:
+        jobs.append((list(input_files(paths)), fmt))
+    for name in builtins:
+        files, builtin_format = builtin_inputs(name)
+        jobs.append((files, builtin_format))
+    total = sum(_size(p) for files, _ in jobs for p in files)
+    show_bar = sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES
+    results: list[FileResult] = []
+    with CorpusStore(corpus_db(db_path)) as store, click.progressbar(
+        length=total, file=sys.stderr, label="ingesting", show_eta=True,
+        hidden=not show_bar,
+    ) as bar:
+        done = 0
+
+        def progress(position: int) -> None:
+            bar.update(done + position - bar.pos)
+
+        options = ReadOptions(encoding=encoding, gap_seconds=gap_seconds, min_turns=min_turns,
+                              warn=warnings, progress=progress)
+
+        def on_file(result: FileResult) -> None:
+            nonlocal done
+            done += _size(result.path)
+            bar.update(done - bar.pos)
+            results.append(result)
+            line = _describe(result)
+            if result.error:
+                click.echo(line, err=True)
+            elif not as_json:
+                if show_bar:
+                    click.echo("", err=True)
+                click.echo(line)
+
+        for files, job_format in jobs:
+            ingesting.ingest(store, files, options, job_format, on_file)
+    warnings.summary()
+    counts = IngestReport(results).as_json()
+    if as_json:
+        click.echo(json.dumps(counts))
+    else:
+        click.echo(
+            f"{counts['files']} files: {counts['conversations']} conversations, "
+            f"{counts['turns']} turns, {counts['skipped_conversations']} short conversations "
+            f"dropped, {counts['unchanged']} unchanged, {counts['failed']} failed"
+        )
+    if counts["failed"]:
+        sys.exit(1)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+@click.group()
+def corpus() -> None:
+    """Look at the corpus store: stats, show, search, export."""
+
+
+@corpus.command()
+@db_option
+@json_option
+def stats(db_path, as_json):
+    """Count sources, conversations and turns.
+
+    \b
+    Example:
+        chatbot corpus stats --json
+    """
+    with _open_existing(db_path) as store:
+        counts = store.stats()
+        if as_json:
+            click.echo(json.dumps(counts))
+            return
+        click.echo(f"{counts['sources']} sources, {counts['conversations']} conversations, "
+                   f"{counts['turns']} turns in {store.path}")
+        for row in store.stats_by_format():
+            click.echo(f"  {row['format']:<16} {row['sources']:>6} sources "
+                       f"{row['conversations'] or 0:>9} conversations "
+                       f"{row['turns'] or 0:>10} turns")
+
+
+@corpus.command()
+@click.argument("conversation_id", type=int)
+@db_option
+@json_option
+def show(conversation_id, db_path, as_json):
+    """Print one conversation, turn by turn.
+
+    \b
+    Example:
+        chatbot corpus show 12
+    """
+    with _open_existing(db_path) as store:
+        conversation = store.conversation(conversation_id)
+    if as_json:
+        click.echo(json.dumps(conversation, ensure_ascii=False))
+        return
+    click.echo(f"conversation {conversation['id']} (#{conversation['position']} of "
+               f"{conversation['source']})")
+    for number, turn in enumerate(conversation["turns"], 1):
+        when = f" [{_clock(turn['start_ms'])}]" if turn["start_ms"] is not None else ""
+        who = f" {turn['speaker']}:" if turn["speaker"] else ""
+        click.echo(f"{number:>3}{when}{who} {turn['text']}")
+
+
+def _clock(ms: int) -> str:
+    seconds, millis = divmod(ms, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
+
+
+@corpus.command()
+@click.argument("query")
+@db_option
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
+def search(query, db_path, limit, as_json):
+    """Full-text search over turns (SQLite FTS5 syntax: words, "phrases", OR, NOT, prefix*).
+
+    \b
+    Example:
+        chatbot corpus search '"how are you"'
+    """
+    with _open_existing(db_path) as store:
+        hits = store.search(query, limit)
+    if as_json:
+        click.echo(json.dumps(hits, ensure_ascii=False))
+        return
+    for hit in hits:
+        click.echo(f"{hit['conversation_id']}:{hit['position']}  {hit['snippet']}")
+    if not hits:
+        click.echo("no matches", err=True)
+
+
+@corpus.command()
+@db_option
+@click.option("--format", "format_name", type=click.Choice(["jsonl"]), default="jsonl",
+              show_default=True)
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
+              help="Write here instead of stdout.")
+def export(db_path, format_name, output):
+    """Write every conversation as JSONL: one {"id", "source", "turns"} object a line.
+
+    \b
+    Example:
+        chatbot corpus export > corpus.jsonl
+    """
+    with _open_existing(db_path) as store:
+        for record in store.iter_conversations():
+            output.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _open_existing(db_path: Path | None) -> CorpusStore:
+    """The corpus store for reading; a missing file is an error, not a new empty store."""
+    path = corpus_db(db_path)
+    if not path.exists():
+        raise ChatbotError(f"{path}: no corpus database yet; run `chatbot ingest` first")
+    return CorpusStore(path)

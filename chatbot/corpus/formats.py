@@ -1,0 +1,125 @@
+"""The input formats: their names, extensions, and detection from a file's name and content."""
+
+from __future__ import annotations
+
+import codecs
+import importlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbot.corpus.source import Source
+from chatbot.corpus.subtitles.cue import Cue
+from chatbot.corpus.types import Conversation, ReadOptions
+from chatbot.errors import ChatbotError, ReaderError
+
+Reader = Callable[[Source, ReadOptions], Iterator[Conversation]]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One input format and the reader module that handles it."""
+
+    name: str
+    extensions: tuple[str, ...]
+    description: str
+
+    @property
+    def module(self):
+        # Imported on use: the CLI starts fast and only loads the readers it needs.
+        return importlib.import_module(f"chatbot.corpus.readers.{self.name}")
+
+    @property
+    def read(self) -> Reader:
+        return self.module.read
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("srt", (".srt",), "SubRip subtitles"),
+        Format("vtt", (".vtt",), "WebVTT subtitles"),
+        Format("ass", (".ass", ".ssa"), "Advanced SubStation Alpha subtitles"),
+        Format("novel", (".txt",), "a novel: quoted or dash-led dialogue in prose"),
+        Format("cornell", (), "Cornell Movie-Dialogs (movie_lines.txt + movie_conversations.txt)"),
+        Format("dailydialog", (), "DailyDialog (utterances separated by __eou__)"),
+        Format("chatterbot_yaml", (".yml", ".yaml"), "ChatterBot corpus YAML"),
+        Format("chitchat", (".json",), "chitchat-dataset dataset.json"),
+        Format("tsv", (".tsv",), "tab-separated sentence pairs (Anki/manythings)"),
+        Format("jsonl", (".jsonl",), "this project's JSONL export"),
+    )
+}
+SUBTITLE_FORMATS = ("srt", "vtt", "ass")
+
+_SRT_TIMING = re.compile(r"^\s*\d+:\d{1,2}:\d{1,2}[,.]\d{1,3}\s*-+>", re.MULTILINE)
+
+
+def format_named(name: str) -> Format:
+    """The format called `name` (as given to --format)."""
+    aliases = {"ssa": "ass", "webvtt": "vtt", "subrip": "srt", "yaml": "chatterbot_yaml",
+               "chatterbot": "chatterbot_yaml", "txt": "novel"}
+    key = aliases.get(name.lower(), name.lower())
+    if key not in FORMATS:
+        raise ChatbotError(f"unknown format {name!r}; choose one of: {', '.join(FORMATS)}")
+    return FORMATS[key]
+
+
+def _head_text(head: bytes) -> str:
+    """The first bytes as text, good enough to sniff (BOMs honoured, errors ignored)."""
+    for mark, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                           (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if head.startswith(mark):
+            return head.decode(encoding, errors="ignore")
+    return head.decode("utf-8", errors="ignore").lstrip("\ufeff")
+
+
+def sniff(head: bytes) -> Format | None:
+    """The format the content looks like, or None."""
+    text = _head_text(head)
+    stripped = text.lstrip()
+    if stripped.startswith("WEBVTT"):
+        return FORMATS["vtt"]
+    if "[Script Info]" in text[:4096] or "[Events]" in text:
+        return FORMATS["ass"]
+    if " +++$+++ " in text:
+        return FORMATS["cornell"]
+    if "__eou__" in text:
+        return FORMATS["dailydialog"]
+    if _SRT_TIMING.search(text[:8192]):
+        return FORMATS["srt"]
+    if stripped.startswith("{"):
+        first = stripped.split("\n", 1)[0]
+        if '"turns"' in first:
+            return FORMATS["jsonl"]
+        if '"messages"' in text[:8192]:
+            return FORMATS["chitchat"]
+    if re.search(r"^conversations:", text, re.MULTILINE):
+        return FORMATS["chatterbot_yaml"]
+    lines = [line for line in text.splitlines()[:40] if line.strip()]
+    if len(lines) >= 2 and sum("\t" in line for line in lines) >= 0.8 * len(lines):
+        return FORMATS["tsv"]
+    return None
+
+
+def detect(path: Path, head: bytes) -> Format:
+    """The format of a file: from its extension, else from its content."""
+    suffix = path.suffix.lower()
+    by_extension = next((f for f in FORMATS.values() if suffix in f.extensions), None)
+    if by_extension is not None and by_extension.name != "novel":
+        return by_extension
+    found = sniff(head)
+    if found is not None:
+        return found
+    if by_extension is not None:  # .txt that is nothing more specific: prose
+        return by_extension
+    raise ReaderError(path, f"cannot tell the format; pass --format ({', '.join(FORMATS)})")
+
+
+def cue_parser(path: Path) -> Callable[[Source], Iterator[Cue]]:
+    """The cue parser of a subtitle file (for tools that look at cues, not conversations)."""
+    with open(path, "rb") as f:
+        fmt = detect(path, f.read(1 << 16))
+    if fmt.name not in SUBTITLE_FORMATS:
+        raise ReaderError(path, f"not a subtitle file (looks like {fmt.description})")
+    return fmt.module.parse

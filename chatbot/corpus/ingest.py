@@ -1,0 +1,168 @@
+"""Ingesting files into the corpus store: walk, fingerprint, detect, read, store."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from chatbot.corpus.formats import Format, detect, format_named
+from chatbot.corpus.source import Source
+from chatbot.corpus.store import CorpusStore
+from chatbot.corpus.subtitles.cue import CuesOutOfOrder
+from chatbot.corpus.textfile import scan
+from chatbot.corpus.types import ReadOptions
+from chatbot.errors import ChatbotError, ReaderError
+
+# Files a directory walk passes over: companions read through another file, and metadata.
+_SKIP_NAMES = frozenset(
+    {
+        "movie_conversations.txt",
+        "movie_titles_metadata.txt",
+        "movie_characters_metadata.txt",
+        "raw_script_urls.txt",
+    }
+)
+
+
+@dataclass
+class FileResult:
+    """What happened to one input file."""
+
+    path: Path
+    format: str | None = None
+    conversations: int = 0
+    turns: int = 0
+    skipped_conversations: int = 0
+    unchanged_as: str | None = None  # the path it was first ingested from, when a no-op
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    """Counts for one ingest command (the --json object), plus per-file results."""
+
+    results: list[FileResult] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "files": len(self.results),
+            "failed": sum(r.error is not None for r in self.results),
+            "conversations": sum(r.conversations for r in self.results),
+            "turns": sum(r.turns for r in self.results),
+            "skipped_conversations": sum(r.skipped_conversations for r in self.results),
+            "unchanged": sum(r.unchanged_as is not None for r in self.results),
+        }
+
+
+def input_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """The files named, with directories walked recursively in a stable order.
+
+    Hidden files and folders and the Cornell companion files are passed over in walks;
+    a file named explicitly is always read.
+    """
+    for path in paths:
+        path = Path(path)
+        if not path.is_dir():
+            yield path
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if not name.startswith(".") and name not in _SKIP_NAMES:
+                    yield Path(root) / name
+
+
+def builtin_inputs(name: str) -> tuple[list[Path], Format]:
+    """The data files of an installed dataset: 'chitchat' or 'chatterbot[:LANGUAGE]'."""
+    key, _, language = name.partition(":")
+    if key == "chitchat":
+        try:
+            data = importlib.resources.files("chitchat_dataset") / "dataset.json"
+        except ModuleNotFoundError:
+            raise ChatbotError("the chitchat-dataset package is not installed") from None
+        return [Path(str(data))], format_named("chitchat")
+    if key == "chatterbot":
+        try:
+            root = Path(str(importlib.resources.files("chatterbot_corpus") / "data"))
+        except ModuleNotFoundError:
+            raise ChatbotError("the chatterbot-corpus package is not installed") from None
+        language = (language or "english").lower()
+        folder = root / language
+        if not folder.is_dir():
+            known = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir()))
+            raise ChatbotError(f"no ChatterBot corpus for {language!r}; languages: {known}")
+        return sorted(folder.glob("*.yml")), format_named("chatterbot_yaml")
+    raise ChatbotError(f"unknown built-in corpus {name!r}; use chitchat or chatterbot[:LANGUAGE]")
+
+
+def _digest(path: Path, own: str, fmt: Format) -> str:
+    """The content digest of a source: its own, plus its companions' (Cornell's pair)."""
+    companions = getattr(fmt.module, "companions", None)
+    if companions is None:
+        return own
+    parts = [own] + [scan(p).sha256 for p in companions(path)]
+    return own if len(parts) == 1 else hashlib.sha256("".join(parts).encode()).hexdigest()
+
+
+def ingest_file(
+    store: CorpusStore, path: Path, options: ReadOptions, fmt: Format | None = None
+) -> FileResult:
+    """Read one file into the store as one transaction; errors go into the result."""
+    result = FileResult(path)
+    try:
+        info = scan(path)
+        fmt = fmt or detect(path, info.head)
+        result.format = fmt.name
+        digest = _digest(path, info.sha256, fmt)
+        known = store.source_with_digest(digest)
+        if known is not None:
+            result.unchanged_as = known["path"]
+            return result
+        def store_with(opts: ReadOptions):
+            source = Source(path, opts, info)
+            return store.add_source(
+                str(path.resolve()), digest, fmt.name, _encoding_of(source, fmt),
+                fmt.read(source, opts), opts.min_turns,
+            )
+
+        try:
+            counts = store_with(options)
+        except CuesOutOfOrder:
+            # Too disordered to sort while streaming: read again through an on-disk sort.
+            counts = store_with(replace(options, sort_externally=True))
+    except ReaderError as e:
+        result.error = str(e)
+        return result
+    except ChatbotError as e:
+        result.error = f"{path}: {e}"
+        return result
+    result.conversations = counts.conversations
+    result.turns = counts.turns
+    result.skipped_conversations = counts.skipped_conversations
+    return result
+
+
+def _encoding_of(source: Source, fmt: Format) -> str | None:
+    """The text encoding to record; JSON is always decoded by its parser as UTF."""
+    return None if fmt.name == "chitchat" else source.encoding
+
+
+def ingest(
+    store: CorpusStore,
+    paths: Iterable[Path],
+    options: ReadOptions,
+    fmt: Format | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
+) -> IngestReport:
+    """Ingest every file under `paths`; one file failing never stops the others."""
+    report = IngestReport()
+    for path in input_files(paths):
+        result = ingest_file(store, path, options, fmt)
+        report.results.append(result)
+        if on_file is not None:
+            on_file(result)
+    return report

@@ -1,0 +1,1 @@
+"""Subtitle cues (SRT, WebVTT, ASS) into conversations: parsing helpers, cleaning, segmenting."""

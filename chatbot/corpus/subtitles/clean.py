@@ -1,0 +1,60 @@
+"""Cleaning cue text: markup, sound and music descriptions, speaker labels, credits."""
+
+from __future__ import annotations
+
+import html
+import re
+
+_HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]*>|</?\s*>")
+_SSA_TAG = re.compile(r"\{[^{}]*\}")
+_BRACKETED = re.compile(r"\[[^\]]*\]|\([^)]*\)|（[^）]*）")
+# Music: text between notes, or a line that opens with a note and never closes.
+_MUSIC = re.compile(r"[♪♫#][^♪♫#]*[♪♫#]|^\s*[♪♫#].*$")
+# "JOHN:", "DR. SMITH:", "MAN 2:" at the start of a line (capitals only, so "Note: ..." stays).
+_LABEL = re.compile(r"^(?P<name>[A-ZÀ-ÖØ-Þ][A-ZÀ-ÖØ-Þ0-9 .'’\-]{0,30}):\s+(?=\S)")
+_DASH = re.compile(r"^[-‐‑–—]\s*")
+_SPACES = re.compile(r"\s+")
+# Credits and adverts: a cue matching any of these is dropped whole.
+_CREDIT = re.compile(
+    r"downloaded\s+from|subtitles?\s*(by|:|created|provided|edited|ripped|synced|"
+    r"translated|corrected)|sub(title)?s?\s+by|(re)?sync(ed|hroni[sz]ed)?\s*(&|and|by|:)|"
+    r"corrected\s+by|captions?\s+(by|:)|captioning|transcript\s+by|encoded\s+by|ripped\s+by|"
+    r"www\.|https?://|\b[\w-]+\.(com|org|net|tv)\b|opensubtitles|addic7ed|subscene|"
+    r"podnapisi|\byts\b|yify|advertise\s+your\s+product|become\s+vip\s+member",
+    re.IGNORECASE,
+)
+
+
+def strip_markup(text: str) -> str:
+    """Remove HTML-style tags (<i>, <font ...>) and SSA override tags ({\\an8})."""
+    text = _SSA_TAG.sub("", text)
+    text = _HTML_TAG.sub("", text)
+    if "&" in text:
+        text = html.unescape(text)
+    return text
+
+
+def is_credit(text: str) -> bool:
+    """True for 'Downloaded From www.AllSubs.org', 'Subtitles by ...' and the like."""
+    return _CREDIT.search(text) is not None
+
+
+def clean_line(line: str) -> tuple[str | None, str, bool]:
+    """One line of cue text -> (speaker label or None, clean text, starts with a dash)."""
+    line = strip_markup(line).strip()
+    dash = bool(_DASH.match(line)) and not line.startswith("--")
+    if dash:
+        line = _DASH.sub("", line, count=1)
+    line = _MUSIC.sub(" ", _BRACKETED.sub(" ", line))
+    line = _SPACES.sub(" ", line).strip()
+    if line.startswith(("- ", "– ")):  # "- [laughs] - What?" leaves a dash behind
+        line, dash = line[2:], True
+    speaker = None
+    match = _LABEL.match(line)
+    if match:
+        speaker = match.group("name").strip()
+        line = line[match.end() :]
+    # A line of punctuation alone (left by a removed description) says nothing.
+    if not any(ch.isalnum() for ch in line):
+        line = ""
+    return speaker, line, dash
