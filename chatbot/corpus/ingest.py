@@ -160,7 +160,11 @@ def ingest(
 ) -> IngestReport:
     """Ingest every file under `paths`; one file failing never stops the others."""
     report = IngestReport()
+    own = {store.path.resolve().with_name(store.path.name + suffix)
+           for suffix in ("", "-wal", "-shm", "-journal")}
     for path in input_files(paths):
+        if path.resolve() in own:
+            continue  # never read the store into itself
         result = ingest_file(store, path, options, fmt)
         report.results.append(result)
         if on_file is not None:

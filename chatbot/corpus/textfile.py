@@ -11,6 +11,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from chatbot.errors import ReaderError
 
@@ -98,17 +99,31 @@ def resolve_encoding(path: Path, info: FileScan, override: str | None = None) ->
 
 
 def _detect_legacy(path: Path, info: FileScan) -> str:
+    """charset-normalizer's guess for non-UTF-8 text, else Windows-1252 or Latin-1.
+
+    The detector gives up on some real files (Cornell's ` +++$+++ ` separators read as
+    noise); the single-byte Western encodings are then by far the likeliest, and Latin-1
+    decodes any byte, so the file is read and --encoding can still correct it.
+    """
     from charset_normalizer import from_bytes
 
     sample = info.head + b"\n" + info.bad_sample
     best = from_bytes(sample).best()
-    if best is None:
-        raise ReaderError(
-            path,
-            f"cannot detect the text encoding (not UTF-8 at byte {info.first_bad_offset}); "
-            "pass --encoding",
-        )
-    return codecs.lookup(best.encoding).name
+    if best is not None:
+        return codecs.lookup(best.encoding).name
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def _byte_oriented(encoding: str) -> bool:
+    """True for encodings where b"\\n" is always a line end (UTF-8, cp1252, Latin-1...)."""
+    try:
+        return "a\n".encode(encoding) == b"a\n" and not encoding.startswith(("utf-16", "utf-32"))
+    except (LookupError, UnicodeError):
+        return False
 
 
 class TextFile:
@@ -121,26 +136,49 @@ class TextFile:
         self._progress = progress
 
     def lines(self) -> Iterator[str]:
-        """Yield lines without their line ending; CRLF, CR and LF all end a line."""
+        """Yield lines without their line ending (LF or CRLF), streaming."""
+        self.line = 0
         with open(self.path, "rb") as raw:
-            text = io.TextIOWrapper(raw, encoding=self.encoding, errors="strict", newline=None)
-            self.line = 0
-            reported = 0
-            try:
-                for line in text:
-                    self.line += 1
-                    if self._progress is not None and self.line - reported >= 4096:
-                        reported = self.line
-                        self._progress(raw.tell())
-                    yield line.rstrip("\n")
-            except UnicodeDecodeError:
-                raise ReaderError(
-                    self.path,
-                    f"cannot decode as {self.encoding}; pass --encoding",
-                    self.line + 1,
-                ) from None
+            if _byte_oriented(self.encoding):
+                yield from self._byte_lines(raw)
+            else:
+                yield from self._wide_lines(raw)
             if self._progress is not None:
                 self._progress(raw.tell())
+
+    def _byte_lines(self, raw: BinaryIO) -> Iterator[str]:
+        # ASCII-compatible encodings split on b"\n" safely, and decoding line by line
+        # names the exact line of a bad byte.
+        encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
+        for data in raw:
+            self.line += 1
+            if self._progress is not None and not self.line & 4095:
+                self._progress(raw.tell())
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                raise ReaderError(
+                    self.path, f"cannot decode as {self.encoding}; pass --encoding", self.line
+                ) from None
+            if self.line == 1:
+                text = text.lstrip("\ufeff")
+            yield text.rstrip("\r\n")
+
+    def _wide_lines(self, raw: BinaryIO) -> Iterator[str]:
+        # UTF-16/32: let the codec find the line ends.
+        text = io.TextIOWrapper(raw, encoding=self.encoding, errors="strict", newline=None)
+        try:
+            for line in text:
+                self.line += 1
+                if self._progress is not None and not self.line & 4095:
+                    self._progress(raw.tell())
+                yield line.rstrip("\n")
+        except UnicodeDecodeError:
+            raise ReaderError(
+                self.path, f"cannot decode as {self.encoding}; pass --encoding", self.line + 1
+            ) from None
+        finally:
+            text.detach()  # the caller owns (and closes) the raw file
 
     def error(self, reason: str, line: int | None = None) -> ReaderError:
         """A ReaderError at the current (or given) line of this file."""

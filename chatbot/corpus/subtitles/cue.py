@@ -72,4 +72,4 @@ def externally_sorted(cues: Iterable[Cue]) -> Iterator[Cue]:
 
 def ordered(cues: Iterable[Cue], external: bool) -> Iterator[Cue]:
     """Cues in start order: streaming by default, externally sorted when asked."""
-    return externally_sorted(cues) if external else in_start_order(cues)
+    return externally_sorted(cues) if external else in_start_order(cues, REORDER_WINDOW)

@@ -1,0 +1,177 @@
+"""The `chatbot ingest` and `chatbot corpus` commands, through click's CliRunner and for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from chatbot.cli import cli
+
+SRT = (
+    "1\n00:00:01,000 --> 00:00:02,000\nHow are you?\n\n"
+    "2\n00:00:02,500 --> 00:00:03,000\nFine, thanks.\n"
+)
+
+
+def run(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_ingest_json_and_failures(tmp_path):
+    (tmp_path / "a.srt").write_text(SRT)
+    (tmp_path / "broken.srt").write_bytes(b"\x00\xff" * 64)
+    db = str(tmp_path / "c.db")
+    result = run("ingest", str(tmp_path), "--db", db, "--json")
+    assert result.exit_code == 1
+    assert last_json(result.stdout) == {
+        "files": 2, "failed": 1, "conversations": 1, "turns": 2,
+        "skipped_conversations": 0, "unchanged": 0,
+    }
+    assert result.stderr.strip() == (
+        f"error: {tmp_path / 'broken.srt'}: binary file, not text (pass --encoding if it is "
+        "UTF-16/32)"
+    )
+    assert "Traceback" not in result.output
+    again = run("ingest", str(tmp_path / "a.srt"), "--db", db, "--json")
+    assert again.exit_code == 0 and last_json(again.stdout)["unchanged"] == 1
+    stats = run("corpus", "stats", "--db", db, "--json")
+    assert last_json(stats.stdout) == {"sources": 1, "conversations": 1, "turns": 2}
+
+
+def test_default_db_lives_in_chatbot_home(tmp_path, isolated_home):
+    (tmp_path / "a.srt").write_text(SRT)
+    assert run("ingest", str(tmp_path / "a.srt")).exit_code == 0
+    assert (isolated_home / "corpus.db").exists()
+    assert "1 sources, 1 conversations, 2 turns" in run("corpus", "stats").stdout
+
+
+def test_show_search_export(tmp_path):
+    (tmp_path / "a.srt").write_text(SRT)
+    db = str(tmp_path / "c.db")
+    run("ingest", str(tmp_path / "a.srt"), "--db", db)
+    shown = run("corpus", "show", "1", "--db", db).stdout.splitlines()
+    assert shown[1:] == ["  1 [00:00:01.000] How are you?", "  2 [00:00:02.500] Fine, thanks."]
+    assert run("corpus", "search", "fine", "--db", db).stdout == "1:1  [Fine], thanks.\n"
+    bad = run("corpus", "search", "AND OR", "--db", db)
+    assert bad.exit_code == 1 and bad.stderr.startswith("Error: invalid search query")
+    lines = run("corpus", "export", "--db", db, "--format", "jsonl").stdout.splitlines()
+    record = json.loads(lines[0])
+    assert record["id"] == 1 and record["source"].endswith("a.srt")
+    assert [t["text"] for t in record["turns"]] == ["How are you?", "Fine, thanks."]
+
+
+def test_export_then_reingest_round_trip(tmp_path):
+    (tmp_path / "a.srt").write_text(SRT)
+    db, db2 = str(tmp_path / "c.db"), str(tmp_path / "d.db")
+    run("ingest", str(tmp_path / "a.srt"), "--db", db)
+    out = tmp_path / "export.jsonl"
+    run("corpus", "export", "--db", db, "-o", str(out))
+    assert run("ingest", str(out), "--db", db2).exit_code == 0
+    first = [json.loads(line)["turns"] for line in out.read_text().splitlines()]
+    run("corpus", "export", "--db", db2, "-o", str(tmp_path / "again.jsonl"))
+    second = [json.loads(line)["turns"] for line in
+              (tmp_path / "again.jsonl").read_text().splitlines()]
+    assert first == second
+
+
+def test_user_mistakes_are_one_line(tmp_path):
+    missing = run("corpus", "stats", "--db", str(tmp_path / "none.db"))
+    assert missing.exit_code == 1 and "no corpus database yet" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    notdb = tmp_path / "notes.txt"
+    notdb.write_text("hello")
+    refused = run("corpus", "stats", "--db", str(notdb))
+    assert refused.exit_code == 1 and "not a SQLite database" in refused.stderr
+    nothing = run("ingest")
+    assert nothing.exit_code == 2
+    nofile = run("ingest", str(tmp_path / "nope.srt"), "--db", str(tmp_path / "c.db"))
+    assert nofile.exit_code == 1 and nofile.stderr.strip().endswith("nope.srt: no such file")
+
+
+def test_builtin_chatterbot(tmp_path):
+    db = str(tmp_path / "c.db")
+    result = run("ingest", "--builtin", "chatterbot:english", "--db", db, "--json")
+    counts = last_json(result.stdout)
+    assert result.exit_code == 0 and counts["failed"] == 0 and counts["conversations"] > 100
+
+
+def test_every_command_has_help_with_an_example():
+    def walk(group: click.Group, prefix: list[str]):
+        for name, command in group.commands.items():
+            yield prefix + [name], command
+            if isinstance(command, click.Group):
+                yield from walk(command, prefix + [name])
+
+    for words, command in walk(cli, []):
+        result = run(*words, "--help")
+        assert result.exit_code == 0, words
+        assert command.help, words
+        if not isinstance(command, click.Group):
+            assert "Example:" in command.help, words
+
+
+def _env(home: Path) -> dict:
+    return {**os.environ, "CHATBOT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+
+
+def test_kill_9_mid_ingest_leaves_a_usable_store(tmp_path):
+    """A real process killed while writing: the store opens and holds whole files only."""
+    small = tmp_path / "in" / "a.srt"
+    small.parent.mkdir()
+    small.write_text(SRT)
+    big = tmp_path / "in" / "b.srt"
+    with open(big, "w") as f:
+        for i in range(150_000):
+            s = i * 3
+            f.write(f"{i}\n{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d},000 --> "
+                    f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d},900\nLine number {i}.\n\n")
+    db = tmp_path / "c.db"
+    env = _env(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatbot", "ingest", str(tmp_path / "in"), "--db", str(db)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # Wait until the small file is committed, then kill during the big one.
+    deadline = time.time() + 60
+    line = proc.stdout.readline()
+    assert "a.srt" in line
+    time.sleep(0.5)
+    assert proc.poll() is None and time.time() < deadline
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    paths = [row[0] for row in conn.execute("SELECT path FROM sources")]
+    assert paths == [str(small.resolve())]
+    assert conn.execute("SELECT COUNT(*) FROM turns").fetchone() == (2,)
+    conn.close()
+    finished = subprocess.run(
+        [sys.executable, "-m", "chatbot", "ingest", str(tmp_path / "in"), "--db", str(db),
+         "--json"], env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout.splitlines()[-1])["unchanged"] == 1
+
+
+@pytest.mark.parametrize("args", [["corpus", "stats", "--help"], ["ingest", "--help"]])
+def test_corpus_paths_do_not_import_tensorflow(args):
+    code = (
+        f"import sys; from chatbot.cli import main; sys.argv = ['chatbot'] + {args!r}\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
