@@ -146,6 +146,73 @@ class TextFile:
             if self._progress is not None:
                 self._progress(raw.tell())
 
+    def chunks(self, size: int = CHUNK) -> Iterator[str]:
+        """Yield the text in large pieces that end at a line end, with LF line ends only.
+
+        For parsers that work on many lines at once (a regex over a chunk runs in C).
+        `self.line` counts the lines yielded so far.
+        """
+        self.line = 0
+        with open(self.path, "rb") as raw:
+            if _byte_oriented(self.encoding):
+                pieces = self._byte_chunks(raw, size)
+            else:
+                pieces = self._wide_chunks(raw, size)
+            for piece in pieces:
+                if self._progress is not None:
+                    self._progress(raw.tell())
+                yield piece
+
+    def _byte_chunks(self, raw: BinaryIO, size: int) -> Iterator[str]:
+        encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
+        rest = b""
+        first = True
+        while True:
+            data = raw.read(size)
+            block = rest + data
+            if data:
+                cut = block.rfind(b"\n") + 1
+                if cut == 0:
+                    rest = block
+                    continue
+                block, rest = block[:cut], block[cut:]
+            elif not block:
+                return
+            try:
+                text = block.decode(encoding)
+            except UnicodeDecodeError as e:
+                line = self.line + block.count(b"\n", 0, e.start) + 1
+                raise ReaderError(
+                    self.path, f"cannot decode as {self.encoding}; pass --encoding", line
+                ) from None
+            if first:
+                text, first = text.lstrip("\ufeff"), False
+            self.line += text.count("\n")
+            yield text.replace("\r\n", "\n") if "\r" in text else text
+            if not data:
+                return
+
+    def _wide_chunks(self, raw: BinaryIO, size: int) -> Iterator[str]:
+        text = io.TextIOWrapper(raw, encoding=self.encoding, errors="strict", newline=None)
+        rest = ""
+        try:
+            while True:
+                data = text.read(size)
+                block = rest + data
+                cut = block.rfind("\n") + 1 if data else len(block)
+                block, rest = block[:cut], block[cut:]
+                if block:
+                    self.line += block.count("\n")
+                    yield block.lstrip("\ufeff") if self.line == block.count("\n") else block
+                if not data and not rest:
+                    return
+        except UnicodeDecodeError:
+            raise ReaderError(
+                self.path, f"cannot decode as {self.encoding}; pass --encoding", self.line + 1
+            ) from None
+        finally:
+            text.detach()
+
     def _byte_lines(self, raw: BinaryIO) -> Iterator[str]:
         # ASCII-compatible encodings split on b"\n" safely, and decoding line by line
         # names the exact line of a bad byte.

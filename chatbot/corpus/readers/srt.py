@@ -13,50 +13,62 @@ from chatbot.corpus.types import Conversation, ReadOptions
 
 _TIME = r"(\d+)\s*:\s*(\d{1,2})\s*:\s*(\d{1,2})\s*[,.:]\s*(\d{1,3})"
 TIMING = re.compile(rf"^{_TIME}\s*-+>\s*{_TIME}(?:\s.*)?$")
-# Anything that looks like it meant to be a timing line: digits, colons and an arrow.
-_LOOKS_TIMED = re.compile(r"^\s*\d+\s*:.*-+>")
+# Any line that looks like it meant to be a timing line (digits, a colon, an arrow); the
+# capture keeps it in re.split's output. Splitting a whole chunk runs in C.
+_TIMED_LINE = re.compile(r"^[ \t\ufeff]*(\d+[ \t]*:[^\n]*-+>[^\n]*)$", re.MULTILINE)
+_MAX_CUE_TEXT = 1 << 20
 
 
-def _text_lines(pending: list[str]) -> tuple[str, ...]:
-    """The text of a cue: drop the next cue's number and the blank lines around it."""
-    while pending and not pending[-1]:
-        pending.pop()
-    if pending and pending[-1].isdigit():
-        pending.pop()  # the number of the next cue, right or wrong
-    while pending and not pending[-1]:
-        pending.pop()
-    while pending and not pending[0]:
-        pending.pop(0)
-    return tuple(pending)
+def _text_lines(block: str) -> tuple[str, ...]:
+    """The text of a cue: its lines, without the next cue's number or surrounding blanks."""
+    lines = [line.strip() for line in block.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    if lines and lines[-1].isdigit():
+        lines.pop()  # the number of the next cue, right or wrong
+    while lines and not lines[-1]:
+        lines.pop()
+    start = 0
+    while start < len(lines) and not lines[start]:
+        start += 1
+    return tuple(lines[start:])
 
 
 def parse(source: Source) -> Iterator[Cue]:
-    """Yield cues in file order; malformed timing lines are skipped with a warning."""
+    """Yield cues in file order; text runs until the next timing line (blank lines and
+    all), and a malformed timing line is skipped, with its text, with a warning."""
     text = source.text()
-    start = end = at = -1  # at: line number of the current cue's timing line, -1 for none
-    pending: list[str] = []
-    for line in text.lines():
-        line = line.strip().lstrip("\ufeff")
-        if "->" in line and _LOOKS_TIMED.match(line):
-            match = TIMING.match(line)
-            if at >= 0:
-                lines = _text_lines(pending)
+    timing: tuple[int, int, int] | None = None  # (start, end, line) of the cue being read
+    pending = ""  # text read since that timing line
+    line = 1  # line number where `pending` starts
+    for chunk in text.chunks():
+        parts = _TIMED_LINE.split(pending + chunk)
+        # parts = [text, timing line, text, timing line, ..., text]
+        for i in range(1, len(parts), 2):
+            body = parts[i - 1]
+            line += body.count("\n")
+            if timing is not None:
+                lines = _text_lines(body)
                 if lines:
-                    yield Cue(start, end, lines, at)
-            pending = []
+                    yield Cue(timing[0], timing[1], lines, timing[2])
+            match = TIMING.match(parts[i].strip())
             if match:
                 g = match.groups()
-                start, end, at = to_ms(*g[0:4]), to_ms(*g[4:8]), text.line
+                timing = (to_ms(*g[0:4]), to_ms(*g[4:8]), line)
             else:
-                at = -1
-                source.warn("malformed timing line skipped with its cue", text.line)
-            continue
-        if at >= 0:
-            pending.append(line)
-    if at >= 0:
+                timing = None
+                source.warn("malformed timing line skipped with its cue", line)
+        pending = parts[-1]
+        if len(pending) > _MAX_CUE_TEXT:  # not subtitles: keep memory flat anyway
+            if timing is not None:
+                source.warn("cue text longer than 1 MB skipped", timing[2])
+                timing = None
+            line += pending.count("\n")
+            pending = ""
+    if timing is not None:
         lines = _text_lines(pending)
         if lines:
-            yield Cue(start, end, lines, at)
+            yield Cue(timing[0], timing[1], lines, timing[2])
 
 
 def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:

@@ -14,12 +14,14 @@ _MUSIC = re.compile(r"[♪♫#][^♪♫#]*[♪♫#]|^\s*[♪♫#].*$")
 _LABEL = re.compile(r"^(?P<name>[A-ZÀ-ÖØ-Þ][A-ZÀ-ÖØ-Þ0-9 .'’\-]{0,30}):\s+(?=\S)")
 _DASH = re.compile(r"^[-‐‑–—]\s*")
 _SPACES = re.compile(r"\s+")
+# Characters that any of the rules below needs; a line without them is plain speech.
+_SPECIAL = re.compile(r"[<{\[(（♪♫#&:\-‐‑–—]")
 # Credits and adverts: a cue matching any of these is dropped whole.
 _CREDIT = re.compile(
     r"downloaded\s+from|subtitles?\s*(by|:|created|provided|edited|ripped|synced|"
     r"translated|corrected)|sub(title)?s?\s+by|(re)?sync(ed|hroni[sz]ed)?\s*(&|and|by|:)|"
     r"corrected\s+by|captions?\s+(by|:)|captioning|transcript\s+by|encoded\s+by|ripped\s+by|"
-    r"www\.|https?://|\b[\w-]+\.(com|org|net|tv)\b|opensubtitles|addic7ed|subscene|"
+    r"www\.|https?://|\w\.(com|org|net|tv)\b|opensubtitles|addic7ed|subscene|"
     r"podnapisi|\byts\b|yify|advertise\s+your\s+product|become\s+vip\s+member",
     re.IGNORECASE,
 )
@@ -34,13 +36,25 @@ def strip_markup(text: str) -> str:
     return text
 
 
+# Every credit pattern contains one of these; checking them first keeps the common case fast.
+_CREDIT_HINT = re.compile(
+    r"by|from|sub|sync|www|http|\.(com|org|net|tv)|caption|transcript|podnapisi|yts|yify|"
+    r"advertis|vip|correct|encode|ripped",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[^\W_]")
+
+
 def is_credit(text: str) -> bool:
     """True for 'Downloaded From www.AllSubs.org', 'Subtitles by ...' and the like."""
-    return _CREDIT.search(text) is not None
+    return _CREDIT_HINT.search(text) is not None and _CREDIT.search(text) is not None
 
 
 def clean_line(line: str) -> tuple[str | None, str, bool]:
     """One line of cue text -> (speaker label or None, clean text, starts with a dash)."""
+    if _SPECIAL.search(line) is None:
+        line = " ".join(line.split())
+        return None, line if _WORD.search(line) else "", False
     line = strip_markup(line).strip()
     dash = bool(_DASH.match(line)) and not line.startswith("--")
     if dash:
@@ -55,6 +69,6 @@ def clean_line(line: str) -> tuple[str | None, str, bool]:
         speaker = match.group("name").strip()
         line = line[match.end() :]
     # A line of punctuation alone (left by a removed description) says nothing.
-    if not any(ch.isalnum() for ch in line):
+    if not _WORD.search(line):
         line = ""
     return speaker, line, dash
