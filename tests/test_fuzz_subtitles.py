@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatbot.corpus import ingest as ingesting
-from chatbot.corpus.readers import ass, srt, vtt
+from chatbot.corpus.readers import ass, srt, ttml, vtt
 from chatbot.corpus.source import Source
 from chatbot.corpus.store import CorpusStore
 from chatbot.corpus.types import ReadOptions
@@ -31,7 +31,7 @@ CONTENT = st.one_of(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(CONTENT, st.sampled_from([srt, vtt, ass]))
+@given(CONTENT, st.sampled_from([srt, vtt, ass, ttml]))
 def test_subtitle_readers_raise_only_reader_errors(data, reader):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "x.sub"
@@ -46,7 +46,7 @@ def test_subtitle_readers_raise_only_reader_errors(data, reader):
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(CONTENT, st.sampled_from(["a.srt", "a.vtt", "a.ass", "a.txt", "a.json", "a.yml",
-                                 "a.jsonl", "a.tsv", "a.bin", "movie_lines.txt"]))
+                                 "a.jsonl", "a.tsv", "a.bin", "a.ttml", "movie_lines.txt"]))
 def test_ingest_of_any_file_never_raises(data, name):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name

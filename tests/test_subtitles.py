@@ -244,3 +244,31 @@ def test_reorder_window_and_external_sort():
     ordered = list(cue_module.externally_sorted(cues))
     assert [c.start_ms for c in ordered] == [1000, 2000, 3000, 5000]
     assert ordered[-1] == cues[0]
+
+
+# --- TTML --------------------------------------------------------------------------------
+
+
+def test_real_ttml_matches_the_same_cues_in_webvtt(corpora):
+    from chatbot.corpus.readers import ttml
+
+    as_ttml = read_all(ttml.read, corpora / "subtitles/elephants_dream_en.ttml")
+    as_vtt = read_all(vtt.read, corpora / "subtitles/elephants_dream_en.vtt")
+    assert texts(as_ttml) == texts(as_vtt)
+    assert as_ttml[0].turns[0].start_ms == 2170
+
+
+def test_ttml_times_spans_and_bad_xml(tmp_path):
+    from chatbot.corpus.readers import ttml
+    from chatbot.errors import ReaderError
+
+    assert [ttml.to_ms(v) for v in ["00:00:02.170", "00:01:00:15", "2.5s", "250ms", "1m"]] == [
+        2170, 60500, 2500, 250, 60000]
+    text = ('<tt xmlns="http://www.w3.org/ns/ttml"><body><div>'
+            '<p begin="00:00:01.000" end="00:00:02.000"><span>How</span> are you?</p>\n'
+            '<p begin="00:00:02.500" end="00:00:03.000">Fine.<br/>Thanks.</p></div></body></tt>')
+    assert texts(read_all(ttml.read, write(tmp_path, "a.ttml", text))) == [
+        ["How are you?", "Fine. Thanks."]]
+    broken = write(tmp_path, "b.ttml", "<tt>\n<p begin='1s'>x</tt>")
+    with pytest.raises(ReaderError, match=r"b\.ttml:2: invalid XML"):
+        read_all(ttml.read, broken)

@@ -41,6 +41,7 @@ FORMATS: dict[str, Format] = {
         Format("srt", (".srt",), "SubRip subtitles"),
         Format("vtt", (".vtt",), "WebVTT subtitles"),
         Format("ass", (".ass", ".ssa"), "Advanced SubStation Alpha subtitles"),
+        Format("ttml", (".ttml", ".dfxp"), "TTML/DFXP subtitles (XML)"),
         Format("novel", (".txt",), "a novel: quoted or dash-led dialogue in prose"),
         Format("cornell", (), "Cornell Movie-Dialogs (movie_lines.txt + movie_conversations.txt)"),
         Format("dailydialog", (), "DailyDialog (utterances separated by __eou__)"),
@@ -50,7 +51,7 @@ FORMATS: dict[str, Format] = {
         Format("jsonl", (".jsonl",), "this project's JSONL export"),
     )
 }
-SUBTITLE_FORMATS = ("srt", "vtt", "ass")
+SUBTITLE_FORMATS = ("srt", "vtt", "ass", "ttml")
 
 _SRT_TIMING = re.compile(r"^\s*\d+:\d{1,2}:\d{1,2}[,.]\d{1,3}\s*-+>", re.MULTILINE)
 
@@ -88,6 +89,8 @@ def sniff(head: bytes) -> Format | None:
         return FORMATS["dailydialog"]
     if _SRT_TIMING.search(text[:8192]):
         return FORMATS["srt"]
+    if stripped.startswith("<") and "<tt" in text[:4096]:
+        return FORMATS["ttml"]
     if stripped.startswith("{"):
         first = stripped.split("\n", 1)[0]
         if '"turns"' in first:

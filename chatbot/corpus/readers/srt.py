@@ -21,17 +21,13 @@ _MAX_CUE_TEXT = 1 << 20
 
 def _text_lines(block: str) -> tuple[str, ...]:
     """The text of a cue: its lines, without the next cue's number or surrounding blanks."""
-    lines = [line.strip() for line in block.split("\n")]
-    while lines and not lines[-1]:
-        lines.pop()
-    if lines and lines[-1].isdigit():
-        lines.pop()  # the number of the next cue, right or wrong
-    while lines and not lines[-1]:
-        lines.pop()
-    start = 0
-    while start < len(lines) and not lines[start]:
-        start += 1
-    return tuple(lines[start:])
+    block = block.strip()
+    head, _, last = block.rpartition("\n")
+    if last.strip().isdigit():
+        block = head.rstrip()  # the number of the next cue, right or wrong
+    if not block:
+        return ()
+    return tuple(line.strip() for line in block.split("\n"))
 
 
 def parse(source: Source) -> Iterator[Cue]:

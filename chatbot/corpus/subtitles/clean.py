@@ -50,6 +50,16 @@ def is_credit(text: str) -> bool:
     return _CREDIT_HINT.search(text) is not None and _CREDIT.search(text) is not None
 
 
+def is_plain(text: str) -> bool:
+    """True when no cleaning rule applies: no markup, brackets, notes, dashes or labels."""
+    return _SPECIAL.search(text) is None
+
+
+def has_words(text: str) -> bool:
+    """True when the text holds at least one letter or digit."""
+    return _WORD.search(text) is not None
+
+
 def clean_line(line: str) -> tuple[str | None, str, bool]:
     """One line of cue text -> (speaker label or None, clean text, starts with a dash)."""
     if _SPECIAL.search(line) is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from chatbot.corpus.subtitles.clean import clean_line, is_credit
+from chatbot.corpus.subtitles.clean import clean_line, has_words, is_credit, is_plain
 from chatbot.corpus.subtitles.cue import Cue
 from chatbot.corpus.types import Conversation, Turn
 
@@ -50,8 +50,12 @@ class _Builder:
 
 def cue_pieces(cue: Cue) -> list[tuple[str | None, str, bool]]:
     """Clean a cue and split it into turn pieces; lines without a dash continue the last."""
-    if is_credit(" ".join(cue.lines)):
+    joined = "\n".join(cue.lines)
+    if is_credit(joined):
         return []
+    if is_plain(joined):  # the common case: one piece, nothing to clean
+        text = " ".join(joined.split())
+        return [(cue.speaker, text, False)] if has_words(text) else []
     pieces: list[tuple[str | None, str, bool]] = []
     for raw in cue.lines:
         speaker, text, dash = clean_line(raw)
