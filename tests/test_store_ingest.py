@@ -128,9 +128,8 @@ def test_search_export_and_show(store, tmp_path):
     with pytest.raises(ChatbotError, match="invalid search query"):
         store.search('"unbalanced')
     exported = list(store.iter_conversations())
-    assert exported[0]["turns"][0] == {
-        "speaker": None, "text": "How are you?", "start_ms": 1000, "end_ms": 2000,
-    }
+    assert exported[0][0] == 1 and exported[0][1].endswith("a.srt")
+    assert exported[0][2].turns[0] == Turn("How are you?", None, 1000, 2000)
     with pytest.raises(ChatbotError, match="no conversation with id 99"):
         store.conversation(99)
 

@@ -232,9 +232,11 @@ def export(db_path, format_name, output):
     Example:
         chatbot corpus export > corpus.jsonl
     """
+    from chatbot.corpus.readers import jsonl
+
     with _open_existing(db_path) as store:
-        for record in store.iter_conversations():
-            output.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for conversation_id, source, conversation in store.iter_conversations():
+            output.write(jsonl.dumps(conversation_id, source, conversation) + "\n")
 
 
 def _open_existing(db_path: Path | None) -> CorpusStore:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database, Migrations
 
-from chatbot.corpus.types import Conversation
+from chatbot.corpus.types import Conversation, Turn
 from chatbot.errors import ChatbotError
 
 migrations = Migrations("chatbot.corpus")
@@ -235,19 +235,12 @@ class CorpusStore:
         except sqlite3.OperationalError as e:
             raise ChatbotError(f"invalid search query {query!r}: {e}") from None
 
-    def iter_conversations(self) -> Iterator[dict[str, Any]]:
-        """Every conversation with its turns, streamed in id order (flat memory)."""
+    def iter_conversations(self) -> Iterator[tuple[int, str, Conversation]]:
+        """(id, source path, conversation) for every conversation, streamed in id order."""
         rows = self.db.conn.execute(
-            "SELECT c.id, s.path, t.speaker, t.text, t.start_ms, t.end_ms "
+            "SELECT c.id, s.path, t.text, t.speaker, t.start_ms, t.end_ms "
             "FROM conversations c JOIN sources s ON s.id = c.source_id "
             "JOIN turns t ON t.conversation_id = c.id ORDER BY c.id, t.position"
         )
         for (conversation_id, source), group in itertools.groupby(rows, key=lambda r: r[:2]):
-            yield {
-                "id": conversation_id,
-                "source": source,
-                "turns": [
-                    {"speaker": r[2], "text": r[3], "start_ms": r[4], "end_ms": r[5]}
-                    for r in group
-                ],
-            }
+            yield conversation_id, source, Conversation([Turn(*r[2:]) for r in group])
