@@ -7,15 +7,18 @@ import json
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Cues this far out of place are reordered in memory; further ones trigger an external sort.
 REORDER_WINDOW = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class Cue:
-    """One timed subtitle: start and end in milliseconds, its text lines, where it was read."""
+class Cue(NamedTuple):
+    """One timed subtitle: start and end in milliseconds, its text lines, where it was read.
+
+    A NamedTuple rather than a frozen dataclass: files hold millions of cues, and a tuple
+    is three times cheaper to make.
+    """
 
     start_ms: int
     end_ms: int
