@@ -105,7 +105,10 @@ def _digest(path: Path, own: str, fmt: Format) -> str:
     if companions is None:
         return own
     parts = [own] + [scan(p).sha256 for p in companions(path)]
-    return own if len(parts) == 1 else hashlib.sha256("".join(parts).encode()).hexdigest()
+    if len(parts) == 1:
+        return own
+    # Sorted: the pair is the same source whichever of its files was named.
+    return hashlib.sha256("".join(sorted(parts)).encode()).hexdigest()
 
 
 def ingest_file(
@@ -122,6 +125,7 @@ def ingest_file(
         if known is not None:
             result.unchanged_as = known["path"]
             return result
+
         def store_with(opts: ReadOptions):
             source = Source(path, opts, info)
             return store.add_source(
@@ -146,9 +150,13 @@ def ingest_file(
     return result
 
 
+# Formats whose parser decodes the bytes itself (JSON is UTF; XML declares its encoding).
+_SELF_DECODING = frozenset({"chitchat", "ttml"})
+
+
 def _encoding_of(source: Source, fmt: Format) -> str | None:
-    """The text encoding to record; JSON is always decoded by its parser as UTF."""
-    return None if fmt.name == "chitchat" else source.encoding
+    """The text encoding to record for a source, None where the parser decodes itself."""
+    return None if fmt.name in _SELF_DECODING else source.encoding
 
 
 def ingest(
