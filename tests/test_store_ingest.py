@@ -176,3 +176,16 @@ def test_builtin_corpora_resolve():
     assert fmt.name == "chitchat" and files[0].name == "dataset.json"
     with pytest.raises(ChatbotError, match="languages: "):
         ingesting.builtin_inputs("chatterbot:klingon")
+
+
+def test_cornell_pair_is_one_source_whichever_file_is_named(store, tmp_path):
+    sep = " +++$+++ "
+    (tmp_path / "movie_lines.txt").write_text(
+        f"L2{sep}u1{sep}m0{sep}BOB{sep}Hello.\nL1{sep}u0{sep}m0{sep}ANN{sep}Hi.\n")
+    (tmp_path / "movie_conversations.txt").write_text(f"u0{sep}u1{sep}m0{sep}['L1', 'L2']\n")
+    first = ingesting.ingest_file(store, tmp_path / "movie_lines.txt", ReadOptions())
+    assert (first.format, first.turns) == ("cornell", 2)
+    again = ingesting.ingest_file(store, tmp_path / "movie_conversations.txt", ReadOptions())
+    assert again.unchanged_as == str((tmp_path / "movie_lines.txt").resolve())
+    turns = store.conversation(1)["turns"]
+    assert [(t["speaker"], t["text"]) for t in turns] == [("ANN", "Hi."), ("BOB", "Hello.")]
