@@ -72,6 +72,23 @@ def m001_create_tables(db: Database) -> None:
     db.execute("DROP TRIGGER turns_ai")
 
 
+_BATCH = 4096  # turns per INSERT batch: memory stays small, calls into SQLite stay few
+
+
+def _insert(conn: sqlite3.Connection, conversations: list[tuple], turns: list[tuple]) -> None:
+    """Insert and clear the pending rows."""
+    conn.executemany(
+        "INSERT INTO conversations (id, source_id, position) VALUES (?, ?, ?)", conversations
+    )
+    conn.executemany(
+        "INSERT INTO turns (conversation_id, position, speaker, text, start_ms, end_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        turns,
+    )
+    conversations.clear()
+    turns.clear()
+
+
 @dataclass(frozen=True)
 class SourceCounts:
     """What one source added: conversations and turns kept, conversations dropped."""
@@ -146,33 +163,37 @@ class CorpusStore:
         kept = turns = skipped = 0
         try:
             with self.db.atomic():
-                first_turn_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM turns").fetchone()[0]
+                # The first write takes the write lock, so the ids read next are ours to
+                # continue from: rows are then inserted in large batches, not one by one.
                 source_id = conn.execute(
                     "INSERT INTO sources (path, sha256, format, encoding, ingested_at) "
                     "VALUES (?, ?, ?, ?, ?)",
                     (path, sha256, fmt, encoding, datetime.now(UTC).isoformat(timespec="seconds")),
                 ).lastrowid
+                last_turn = conn.execute("SELECT COALESCE(MAX(id), 0) FROM turns").fetchone()[0]
+                next_id = conn.execute(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM conversations"
+                ).fetchone()[0]
+                conversation_rows: list[tuple] = []
+                turn_rows: list[tuple] = []
                 for conversation in conversations:
                     if len(conversation.turns) < min_turns:
                         skipped += 1
                         continue
-                    conversation_id = conn.execute(
-                        "INSERT INTO conversations (source_id, position) VALUES (?, ?)",
-                        (source_id, kept),
-                    ).lastrowid
-                    conn.executemany(
-                        "INSERT INTO turns (conversation_id, position, speaker, text, start_ms,"
-                        " end_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                        [
-                            (conversation_id, i, t.speaker, t.text, t.start_ms, t.end_ms)
-                            for i, t in enumerate(conversation.turns)
-                        ],
+                    conversation_rows.append((next_id, source_id, kept))
+                    turn_rows.extend(
+                        (next_id, i, t.speaker, t.text, t.start_ms, t.end_ms)
+                        for i, t in enumerate(conversation.turns)
                     )
+                    next_id += 1
                     kept += 1
                     turns += len(conversation.turns)
+                    if len(turn_rows) >= _BATCH:
+                        _insert(conn, conversation_rows, turn_rows)
+                _insert(conn, conversation_rows, turn_rows)
                 conn.execute(
                     "INSERT INTO turns_fts (rowid, text) SELECT id, text FROM turns WHERE id > ?",
-                    (first_turn_id,),
+                    (last_turn,),
                 )
                 conn.execute(
                     "UPDATE sources SET conversations = ?, turns = ?, skipped_conversations = ? "
