@@ -1,0 +1,177 @@
+"""The conversational seq2seq network: simple, seq2seq (+peek) and attention families.
+
+State is explicit: a conversation's state is a flat list of tensors, the decoder's final
+recurrent state after an exchange, layer by layer ([h, c] per LSTM layer, [h] per GRU
+layer), each (batch, hidden). It goes in with the next exchange and comes out updated, so
+each batch row (or chat) owns its state, and a per-row reset mask zeroes only the rows
+whose conversation starts at this exchange.
+
+How an exchange flows (B batch, S source length, T target length, H hidden):
+  state (D*n x (B, H)) -> encoder initial states -> encoder reads the user's turn
+  -> decoder (initialised from the encoder, fed the reply) -> logits (B, T, V)
+  -> decoder final states = the state for the next exchange.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from chatbot.model.config import ModelConfig
+
+PAD_ID = 0
+
+
+def _rnn(config: ModelConfig, name: str) -> keras.layers.Layer:
+    cls = keras.layers.LSTM if config.cell == "lstm" else keras.layers.GRU
+    return cls(config.hidden_dim, return_sequences=True, return_state=True,
+               dropout=config.dropout, name=name)
+
+
+@keras.saving.register_keras_serializable(package="chatbot")
+class ConversationModel(keras.Model):
+    """A seq2seq model whose recurrent state runs through a whole conversation.
+
+    Call it with a dict: `source` (B, S) and `target_in` (B, T) token ids (0 = padding;
+    `target_in` starts with bos), `state` (a list from `zero_state`, optional) and `reset`
+    (B,) booleans (optional: rows whose conversation starts here). It returns a dict with
+    `logits` (B, T, V) and `state`.
+    """
+
+    def __init__(self, config: dict[str, Any] | ModelConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config_ = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(
+            config)
+        c = self.config_
+        encoder_depth, decoder_depth = c.depths
+        self.embedding = keras.layers.Embedding(c.vocab_size, c.embedding_dim, name="embedding")
+        self.bidirectional = c.family == "attention"
+        self.encoder_layers = []
+        for i in range(encoder_depth):
+            layer = _rnn(c, f"encoder_{i}")
+            if self.bidirectional:
+                layer = keras.layers.Bidirectional(layer, merge_mode="concat",
+                                                   name=f"encoder_{i}_bi")
+            self.encoder_layers.append(layer)
+        # Bidirectional layers end with two states per tensor: join them to one (B, H).
+        self.bridges = [
+            keras.layers.Dense(c.hidden_dim, activation="tanh", name=f"bridge_{i}_{k}")
+            for i in range(encoder_depth if self.bidirectional else 0)
+            for k in range(c.state_size)
+        ]
+        self.decoder_layers = [_rnn(c, f"decoder_{i}") for i in range(decoder_depth)]
+        if c.family == "attention":
+            self.keys = keras.layers.Dense(c.hidden_dim, use_bias=False, name="attention_keys")
+            self.attention = (
+                keras.layers.AdditiveAttention(name="attention")
+                if c.attention_score == "bahdanau"
+                else keras.layers.Attention(name="attention")
+            )
+            self.attentional = keras.layers.Dense(c.hidden_dim, activation="tanh",
+                                                  name="attentional")
+        self.output_layer = keras.layers.Dense(c.vocab_size, name="logits")
+        # Create every weight now, so a loaded model can receive its weights at once.
+        self(self._example_inputs())
+
+    # --- state ---------------------------------------------------------------------------
+
+    def zero_state(self, batch_size: int) -> list:
+        """The state at the start of a conversation: zeros, (batch, hidden) each."""
+        _, decoder_depth = self.config_.depths
+        count = decoder_depth * self.config_.state_size
+        return [ops.zeros((batch_size, self.config_.hidden_dim)) for _ in range(count)]
+
+    def reset_rows(self, state: list, reset) -> list:
+        """Zero the state of the rows where `reset` (B,) is true; others are untouched."""
+        keep = ops.expand_dims(1.0 - ops.cast(reset, "float32"), -1)  # (B, 1)
+        return [s * keep for s in state]
+
+    def _layer_states(self, state: list, layer: int) -> list:
+        n = self.config_.state_size
+        return state[layer * n:(layer + 1) * n]
+
+    # --- the network ---------------------------------------------------------------------
+
+    def encode(self, source, state: list, training: bool = False):
+        """Read the user's turn starting from the conversation state.
+
+        Returns the outputs (B, S, H or 2H), the final states per layer and the mask.
+        """
+        c = self.config_
+        mask = ops.not_equal(source, PAD_ID)  # (B, S)
+        x = self.embedding(source)  # (B, S, E)
+        _, decoder_depth = c.depths
+        batch = ops.shape(source)[0]
+        finals = []
+        for i, layer in enumerate(self.encoder_layers):
+            if i < decoder_depth:
+                initial = self._layer_states(state, i)
+            else:
+                initial = [ops.zeros((batch, c.hidden_dim))] * c.state_size
+            if self.bidirectional:
+                initial = initial + initial  # both directions start from the context
+            out = layer(x, mask=mask, initial_state=initial, training=training)
+            x, states = out[0], list(out[1:])
+            if self.bidirectional:
+                n = c.state_size
+                states = [
+                    self.bridges[i * n + k](ops.concatenate([states[k], states[n + k]], -1))
+                    for k in range(n)
+                ]
+            finals.append(states)
+        return x, finals, mask
+
+    def decode(self, target_in, encoded, training: bool = False):
+        """Run the decoder over the reply; returns logits (B, T, V) and its final states."""
+        c = self.config_
+        outputs, finals, source_mask = encoded
+        _, decoder_depth = c.depths
+        target_mask = ops.not_equal(target_in, PAD_ID)  # (B, T)
+        context = finals[-1][0]  # (B, H): the top encoder layer's final output
+        if c.family == "simple":
+            steps = ops.shape(target_in)[1]
+            x = ops.repeat(ops.expand_dims(context, 1), steps, axis=1)  # (B, T, H)
+            initial_for = [None] * decoder_depth
+        else:
+            x = self.embedding(target_in)  # (B, T, E)
+            if c.peek:
+                steps = ops.shape(target_in)[1]
+                peeked = ops.repeat(ops.expand_dims(context, 1), steps, axis=1)
+                x = ops.concatenate([x, peeked], -1)  # (B, T, E + H)
+            initial_for = [finals[min(i, len(finals) - 1)] for i in range(decoder_depth)]
+        new_state = []
+        for layer, initial in zip(self.decoder_layers, initial_for, strict=True):
+            out = layer(x, mask=target_mask, initial_state=initial, training=training)
+            x = out[0]
+            new_state.extend(out[1:])
+        if c.family == "attention":
+            keys = self.keys(outputs)  # (B, S, H)
+            # Keras takes [query, value, key]: scores from the keys, a mix of the values.
+            attended = self.attention([x, outputs, keys], mask=[target_mask, source_mask])
+            x = self.attentional(ops.concatenate([x, attended], -1))  # (B, T, H)
+        return self.output_layer(x), new_state
+
+    def call(self, inputs: dict, training: bool = False) -> dict:
+        source, target_in = inputs["source"], inputs["target_in"]
+        batch = ops.shape(source)[0]
+        state = inputs.get("state")
+        if state is None or not self.config_.context_sensitive:
+            state = self.zero_state(batch)
+        elif inputs.get("reset") is not None:
+            state = self.reset_rows(list(state), inputs["reset"])
+        encoded = self.encode(source, list(state), training=training)
+        logits, new_state = self.decode(target_in, encoded, training=training)
+        return {"logits": logits, "state": new_state}
+
+    def _example_inputs(self) -> dict:
+        ids = ops.ones((1, 2), dtype="int32")
+        return {"source": ids, "target_in": ids}
+
+    def get_config(self) -> dict[str, Any]:
+        return {"config": self.config_.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ConversationModel:
+        return cls(**config)
