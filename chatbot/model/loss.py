@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from chatbot.model.network import PAD_ID
+from chatbot.text.tokenizer import PAD_ID
 
 
 def masked_cross_entropy(target_out, logits):

@@ -20,8 +20,7 @@ import keras
 from keras import ops
 
 from chatbot.model.config import ModelConfig
-
-PAD_ID = 0
+from chatbot.text.tokenizer import PAD_ID
 
 
 def _rnn(config: ModelConfig, name: str) -> keras.layers.Layer:

@@ -53,9 +53,8 @@ def auto_coverage(alphabet_size: int, vocab_size: int) -> float:
     Otherwise (Chinese, Japanese, or noisy text with many rare symbols) drop the rarest
     0.05% of character occurrences, which become unk.
     """
-    return 1.0 if alphabet_size + len(RESERVED_TOKENS) <= vocab_size // 2 else (
-        LARGE_ALPHABET_COVERAGE
-    )
+    fits = alphabet_size + len(RESERVED_TOKENS) <= vocab_size // 2
+    return 1.0 if fits else LARGE_ALPHABET_COVERAGE
 
 
 class SubwordTokenizer(Tokenizer):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import os
 import tempfile
@@ -207,6 +208,14 @@ def fit_tokenizer(
     """Fit a tokenizer of `kind` on a CorpusStore or an iterable of texts."""
     cls = _class_of(kind)
     check_vocab_size(vocab_size)
+    known = [name for name, p in inspect.signature(cls.fit).parameters.items()
+             if p.kind is p.KEYWORD_ONLY]
+    for name in options:
+        if name not in known:
+            raise ChatbotError(
+                f"unknown option {name!r} for a {kind} tokenizer; it takes "
+                f"{', '.join(known) or 'none'}"
+            )
     return cls.fit(iter_texts(texts), vocab_size, **options)
 
 

@@ -1,0 +1,125 @@
+"""A self-describing model directory: weights, tokenizer, config and training metadata.
+
+    DIR/model.keras      the whole Keras model (custom layers registered as "chatbot>...")
+    DIR/tokenizer.json   the tokenizer (plus tokenizer.model for subword)
+    DIR/config.json      the ModelConfig, readable without TensorFlow
+    DIR/metadata.json    what it was trained on and how far (corpus, steps, metrics)
+
+Every file is written to a temporary name and renamed into place, so a crash at any
+moment leaves the previous complete file, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatbot.errors import ChatbotError
+from chatbot.model.config import ModelConfig
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"
+
+
+@dataclass
+class ModelDirectory:
+    """A loaded model directory."""
+
+    path: Path
+    model: Any  # ConversationModel (typed loosely: TensorFlow is imported on load)
+    tokenizer: Any
+    config: ModelConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write bytes to `path` through a temporary file in the same directory and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(directory: Path | str, model: Any, tokenizer: Any,
+         metadata: dict[str, Any] | None = None) -> Path:
+    """Write (or overwrite) a complete model directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(directory)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, directory / MODEL_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    write_atomically(directory / CONFIG_FILE, model.config_.to_json().encode())
+    write_atomically(directory / METADATA_FILE,
+                     json.dumps(metadata or {}, indent=2, sort_keys=True).encode())
+    return directory
+
+
+def read_config(directory: Path | str) -> ModelConfig:
+    """The model's configuration, without importing TensorFlow."""
+    path = Path(directory) / CONFIG_FILE
+    return ModelConfig.from_dict(_read_json(path, "config"))
+
+
+def load(directory: Path | str) -> ModelDirectory:
+    """Load a model directory; a missing, partial or corrupt one is one clear error."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ChatbotError(f"{directory}: no model directory there")
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (directory / name).is_file()]
+    if missing:
+        raise ChatbotError(
+            f"{directory}: not a complete model directory ({', '.join(missing)} missing)"
+        )
+    config = read_config(directory)
+    metadata_path = directory / METADATA_FILE
+    metadata = _read_json(metadata_path, "metadata") if metadata_path.exists() else {}
+    from chatbot.text.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(directory)
+    model = _load_keras(directory / MODEL_FILE)
+    if model.config_ != config:
+        raise ChatbotError(f"{directory}: {CONFIG_FILE} does not match {MODEL_FILE}")
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ChatbotError(f"{directory}: the tokenizer has more ids than the model")
+    return ModelDirectory(directory, model, tokenizer, config, metadata)
+
+
+def _load_keras(path: Path) -> Any:
+    import keras
+
+    import chatbot.model.network  # noqa: F401  registers the custom classes
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a damaged archive
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ChatbotError(f"{path}: cannot load the model: {reason[:200]}") from None
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChatbotError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ChatbotError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ChatbotError(f"{path}: the {what} must be a JSON object")
+    return data
