@@ -17,7 +17,8 @@ SCORES = ("bahdanau", "luong")
 class ModelConfig:
     """Hyperparameters of a conversational seq2seq model."""
 
-    # simple: the encoder's final vector repeated as the decoder's input (RepeatVector);
+    # simple: the encoder's final vector repeated as the decoder's input (RepeatVector),
+    #   the decoder starting from the encoder's final states;
     # seq2seq: Sutskever et al., encoder states initialise a teacher-forced decoder;
     # attention: bidirectional encoder, attention over its outputs at every decoder step.
     family: Literal["simple", "seq2seq", "attention"] = "seq2seq"

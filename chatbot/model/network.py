@@ -132,14 +132,16 @@ class ConversationModel(keras.Model):
         if c.family == "simple":
             steps = ops.shape(target_in)[1]
             x = ops.repeat(ops.expand_dims(context, 1), steps, axis=1)  # (B, T, H)
-            initial_for = [None] * decoder_depth
         else:
             x = self.embedding(target_in)  # (B, T, E)
             if c.peek:
                 steps = ops.shape(target_in)[1]
                 peeked = ops.repeat(ops.expand_dims(context, 1), steps, axis=1)
                 x = ops.concatenate([x, peeked], -1)  # (B, T, E + H)
-            initial_for = [finals[min(i, len(finals) - 1)] for i in range(decoder_depth)]
+        # Every family starts the decoder from the encoder's final states (the simple
+        # family too: with its input the same vector at every step, that state is what
+        # lets it tell one position from the next early in training).
+        initial_for = [finals[min(i, len(finals) - 1)] for i in range(decoder_depth)]
         new_state = []
         for layer, initial in zip(self.decoder_layers, initial_for, strict=True):
             out = layer(x, mask=target_mask, initial_state=initial, training=training)

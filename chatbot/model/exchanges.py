@@ -1,0 +1,40 @@
+"""A conversation's turns into training exchanges: every turn after the first is a target.
+
+Turns t0, t1, ..., tn give the exchanges (t0 -> t1), (t1 -> t2), ..., (tn-1 -> tn) in
+order, with the state carried from each to the next. So the model learns both sides of
+the conversation in one pass: each speaker's turns are replies in turn, and every turn
+but the first is a target exactly once. (The alternative, two passes with the roles
+swapped, sees each turn twice as often as input and breaks the state's chain at each
+speaker's silences.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from chatbot.text.tokenizer import BOS_ID, EOS_ID
+
+
+class Exchange(NamedTuple):
+    """Token ids of one exchange: the turn read, the reply fed in and the reply to predict."""
+
+    source: list[int]
+    target_in: list[int]  # bos + reply
+    target_out: list[int]  # reply + eos
+
+
+def exchanges(turns: Sequence[Sequence[int]], max_len: int | None = None) -> list[Exchange]:
+    """The exchanges of one conversation, given its turns as token ids.
+
+    `max_len` cuts long turns: the source keeps its end (nearest the reply), the reply its
+    start, and a cut reply is predicted up to the cut with no eos: it was not finished.
+    """
+    result = []
+    for previous, reply in zip(turns, turns[1:], strict=False):
+        source = list(previous[-max_len:] if max_len else previous)
+        if max_len is not None and len(reply) >= max_len:
+            result.append(Exchange(source, [BOS_ID, *reply[: max_len - 1]], list(reply[:max_len])))
+        else:
+            result.append(Exchange(source, [BOS_ID, *reply], [*reply, EOS_ID]))
+    return result
