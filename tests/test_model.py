@@ -105,3 +105,18 @@ def test_config_validation():
         ModelConfig.from_dict({"hidden": 3})
     config = ModelConfig(depth=[2, 1])
     assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_held_state_resets_per_row():
+    model = small(family="seq2seq", cell="lstm")
+    model.hold_state(2)
+    inputs = {"source": SOURCE, "target_in": TARGET}
+    first = np.asarray(model(inputs))
+    second = np.asarray(model(inputs))  # starts from the state the first call left
+    assert not np.allclose(first, second, atol=1e-5)
+    model.reset_state(rows=np.array([True, False]))
+    third = np.asarray(model(inputs))
+    np.testing.assert_array_equal(third[0], first[0])
+    assert not np.allclose(third[1], first[1], atol=1e-5)
+    model.reset_state()
+    np.testing.assert_array_equal(np.asarray(model(inputs)), first)

@@ -128,3 +128,37 @@ def test_full_text_search_works_in_a_process_that_runs_a_model(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_held_state_with_keras_fit_and_the_reset_callback(real_conversations):
+    from chatbot.model.network import ResetState
+
+    keras.utils.set_random_seed(0)
+    tokenizer = fit_tokenizer("word", [t for c in real_conversations for t in c], 200)
+    model = ConversationModel(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=16,
+                                          hidden_dim=32))
+    data = batches(tokenizer, real_conversations)
+    rows = len(real_conversations)
+    # Fresh, explicit-state outputs of the first exchange, for comparison below.
+    first = {"source": data[0][0], "target_in": data[0][1]}
+    expected = np.asarray(model(first)["logits"])
+
+    model.hold_state(rows)
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                  ignore_class=0))
+    # One batch per exchange step, in order; the width varies, so feed batch by batch.
+    def epoch():
+        for source, target_in, target_out in data:
+            yield {"source": source, "target_in": target_in}, target_out
+
+    history = [model.fit(epoch(), epochs=1, verbose=0, callbacks=[ResetState()],
+                         steps_per_epoch=len(data)).history["loss"][0] for _ in range(30)]
+    assert history[-1] < history[0] / 2
+
+    model.reset_state()
+    after_reset = np.asarray(model.predict_on_batch(first))
+    model.release_state()
+    np.testing.assert_allclose(after_reset, np.asarray(model(first)["logits"]), atol=1e-5)
+    assert not np.allclose(after_reset, expected)  # it trained
+    assert len(model.weights) == len(ConversationModel(model.config_).weights)

@@ -71,6 +71,7 @@ class ConversationModel(keras.Model):
             self.attentional = keras.layers.Dense(c.hidden_dim, activation="tanh",
                                                   name="attentional")
         self.output_layer = keras.layers.Dense(c.vocab_size, name="logits")
+        self._held: list | None = None  # see hold_state()
         # Create every weight now, so a loaded model can receive its weights at once.
         self(self._example_inputs())
 
@@ -86,6 +87,32 @@ class ConversationModel(keras.Model):
         """Zero the state of the rows where `reset` (B,) is true; others are untouched."""
         keep = ops.expand_dims(1.0 - ops.cast(reset, "float32"), -1)  # (B, 1)
         return [s * keep for s in state]
+
+    # --- held state, for Keras' own loops (fit, evaluate, predict) -------------------------
+
+    def hold_state(self, batch_size: int) -> None:
+        """Keep the state inside the model between calls, for code that drives it with
+        Keras' own loops: each call then starts from the state the last call left (rows
+        are conversations; batches must come in exchange order), and returns the logits
+        alone, as Keras' losses expect. `reset_state()` (or the `ResetState` callback)
+        zeroes it. Explicit state, passed in and out, stays the way for everything else.
+        """
+        import tensorflow as tf
+
+        # Plain tf.Variables, not Keras weights: runtime state is never saved with the model.
+        self._held = [tf.Variable(s, trainable=False) for s in self.zero_state(batch_size)]
+
+    def reset_state(self, rows=None) -> None:
+        """Zero the held state, or only the rows where `rows` (B,) is true."""
+        if self._held is None:
+            return
+        keep = None if rows is None else self.reset_rows(list(self._held), rows)
+        for i, variable in enumerate(self._held):
+            variable.assign(ops.zeros_like(variable) if keep is None else keep[i])
+
+    def release_state(self) -> None:
+        """Stop holding state: calls take and return it explicitly again."""
+        self._held = None
 
     def _layer_states(self, state: list, layer: int) -> list:
         n = self.config_.state_size
@@ -154,16 +181,23 @@ class ConversationModel(keras.Model):
             x = self.attentional(ops.concatenate([x, attended], -1))  # (B, T, H)
         return self.output_layer(x), new_state
 
-    def call(self, inputs: dict, training: bool = False) -> dict:
+    def call(self, inputs: dict, training: bool = False):
         source, target_in = inputs["source"], inputs["target_in"]
         batch = ops.shape(source)[0]
         state = inputs.get("state")
+        held = self._held is not None and state is None
+        if held:
+            state = [v.value() for v in self._held]
         if state is None or not self.config_.context_sensitive:
             state = self.zero_state(batch)
         elif inputs.get("reset") is not None:
             state = self.reset_rows(list(state), inputs["reset"])
         encoded = self.encode(source, list(state), training=training)
         logits, new_state = self.decode(target_in, encoded, training=training)
+        if held:
+            for variable, value in zip(self._held, new_state, strict=True):
+                variable.assign(value)
+            return logits
         return {"logits": logits, "state": new_state}
 
     def _example_inputs(self) -> dict:
@@ -176,3 +210,17 @@ class ConversationModel(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ConversationModel:
         return cls(**config)
+
+
+class ResetState(keras.callbacks.Callback):
+    """Zero a model's held state (see `ConversationModel.hold_state`) at the start of
+    every epoch, evaluation and prediction, so each pass starts new conversations."""
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self.model.reset_state()
+
+    def on_test_begin(self, logs=None) -> None:
+        self.model.reset_state()
+
+    def on_predict_begin(self, logs=None) -> None:
+        self.model.reset_state()
