@@ -35,9 +35,11 @@ def cli() -> None:
 
 def _register() -> None:
     from chatbot.cli.corpus import corpus, ingest
+    from chatbot.cli.train import train
 
     cli.add_command(ingest)
     cli.add_command(corpus)
+    cli.add_command(train)
 
 
 _register()

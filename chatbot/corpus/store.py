@@ -265,3 +265,17 @@ class CorpusStore:
         )
         for (conversation_id, source), group in itertools.groupby(rows, key=lambda r: r[:2]):
             yield conversation_id, source, Conversation([Turn(*r[2:]) for r in group])
+
+    def iter_turn_texts(self) -> Iterator[tuple[str, list[str]]]:
+        """(stable key, turn texts) per conversation, streamed in id order.
+
+        The key (source digest and position) names a conversation the same way in any
+        store built from the same files, so train/validation splits by hash are stable.
+        """
+        rows = self.db.conn.execute(
+            "SELECT s.sha256 || ':' || c.position, t.text FROM conversations c "
+            "JOIN sources s ON s.id = c.source_id JOIN turns t ON t.conversation_id = c.id "
+            "ORDER BY c.id, t.position"
+        )
+        for key, group in itertools.groupby(rows, key=lambda r: r[0]):
+            yield key, [text for _, text in group]

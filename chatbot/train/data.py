@@ -1,0 +1,128 @@
+"""Training input: conversations streamed from the store into batches of lanes.
+
+Each of the B rows of a batch is a lane that walks one conversation exchange by exchange;
+when its conversation ends, the next one starts in that lane with `reset` set, so the
+model zeroes that row's state (and only that row's). Memory is bounded by the shuffle
+pool, never by the corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from chatbot.model.exchanges import Exchange, exchanges
+
+SPLITS = ("train", "valid", "all")
+
+
+def in_split(key: str, split: str, valid_fraction: float) -> bool:
+    """Whether the conversation with this stable key belongs to `split`.
+
+    A hash of the key, not a random draw: the same conversation is always on the same
+    side, so evaluation on `valid` never sees a training conversation.
+    """
+    if split == "all":
+        return True
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    is_valid = int.from_bytes(digest, "big") / 2**64 < valid_fraction
+    return is_valid if split == "valid" else not is_valid
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One step for every lane: ids (B, S) and (B, T), the reset mask (B,)."""
+
+    source: np.ndarray
+    target_in: np.ndarray
+    target_out: np.ndarray
+    reset: np.ndarray
+
+    @property
+    def tokens(self) -> int:
+        """Real target tokens (padding excluded)."""
+        return int(np.count_nonzero(self.target_out))
+
+
+def conversations(store: Any, tokenizer: Any, split: str, valid_fraction: float,
+                  max_len: int) -> Iterator[list[Exchange]]:
+    """The exchanges of each conversation in the split, in store order."""
+    for key, texts in store.iter_turn_texts():
+        if in_split(key, split, valid_fraction):
+            found = exchanges(tokenizer.encode_batch(texts), max_len)
+            if found:
+                yield found
+
+
+def shuffled(items: Iterator[list[Exchange]], pool: int, seed: int) -> Iterator[list[Exchange]]:
+    """Items in a seeded random order drawn from a bounded pool (flat memory)."""
+    rng = random.Random(seed)
+    buffer: list[list[Exchange]] = []
+    for item in items:
+        buffer.append(item)
+        if len(buffer) >= pool:
+            yield buffer.pop(rng.randrange(len(buffer)))
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def _mean_length(conversation: list[Exchange]) -> float:
+    return sum(len(e.source) + len(e.target_in) for e in conversation) / len(conversation)
+
+
+def lanes(items: Iterator[list[Exchange]], batch_size: int, pool: int = 0) -> Iterator[Batch]:
+    """Batches of B lanes; each lane walks conversations one exchange per step.
+
+    A lane that needs a conversation takes, from a small pool, the one closest in length
+    to the lanes still running, so the rows of a step pad to similar widths.
+    """
+    pool = pool or 4 * batch_size
+    waiting: list[tuple[float, list[Exchange]]] = []  # (mean length, exchanges)
+    current: list[list[Exchange] | None] = [None] * batch_size
+    lengths = [0.0] * batch_size
+    position = [0] * batch_size
+    source = iter(items)
+    exhausted = False
+    while True:
+        while not exhausted and len(waiting) < pool:
+            item = next(source, None)
+            if item is None:
+                exhausted = True
+            else:
+                waiting.append((_mean_length(item), item))
+        reset = np.zeros(batch_size, dtype=bool)
+        running = [lengths[i] for i, c in enumerate(current) if c is not None]
+        target = sum(running) / len(running) if running else None
+        for lane in range(batch_size):
+            lane_items = current[lane]
+            if lane_items is not None and position[lane] < len(lane_items):
+                continue
+            current[lane] = None
+            if waiting:
+                pick = 0 if target is None else min(
+                    range(len(waiting)), key=lambda i: abs(waiting[i][0] - target))
+                lengths[lane], current[lane] = waiting.pop(pick)
+                position[lane] = 0
+            reset[lane] = True  # a new conversation, or an idle lane: zero its state
+        if all(c is None for c in current):
+            return
+        rows = [c[position[i]] if c is not None else Exchange([], [], [])
+                for i, c in enumerate(current)]
+        for lane, c in enumerate(current):
+            if c is not None:
+                position[lane] += 1
+        yield Batch(_pad([r.source for r in rows]), _pad([r.target_in for r in rows]),
+                    _pad([r.target_out for r in rows]), reset)
+
+
+def _pad(rows: list[list[int]]) -> np.ndarray:
+    width = max(1, max(len(r) for r in rows))
+    out = np.zeros((len(rows), width), dtype=np.int32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
