@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.errors import ChatbotError
+from chatbot.files import write_atomic
 from chatbot.model.config import ModelConfig
 
 MODEL_FILE = "model.keras"
@@ -37,20 +38,6 @@ class ModelDirectory:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write bytes to `path` through a temporary file in the same directory and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(directory: Path | str, model: Any, tokenizer: Any,
          metadata: dict[str, Any] | None = None) -> Path:
     """Write (or overwrite) a complete model directory."""
@@ -65,8 +52,8 @@ def save(directory: Path | str, model: Any, tokenizer: Any,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    write_atomically(directory / CONFIG_FILE, model.config_.to_json().encode())
-    write_atomically(directory / METADATA_FILE,
+    write_atomic(directory / CONFIG_FILE, model.config_.to_json().encode())
+    write_atomic(directory / METADATA_FILE,
                      json.dumps(metadata or {}, indent=2, sort_keys=True).encode())
     return directory
 

@@ -19,6 +19,7 @@ from typing import Any
 import sentencepiece as spm
 
 from chatbot.errors import ChatbotError
+from chatbot.files import write_atomic
 from chatbot.text.tokenizer import (
     BOS_ID,
     EOS_ID,
@@ -30,7 +31,6 @@ from chatbot.text.tokenizer import (
     check_id,
     option,
     options_of,
-    write_atomic,
     write_metadata,
 )
 

@@ -7,18 +7,16 @@ A tokenizer is saved as `tokenizer.json` in a model directory; the file names it
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
 import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from chatbot.errors import ChatbotError
+from chatbot.files import write_atomic
 
 PAD_ID = 0
 UNK_ID = 1
@@ -230,21 +228,6 @@ def load_tokenizer(directory: Path | str) -> Tokenizer:
 
 
 # The file: JSON metadata, written atomically.
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` all at once: a crash leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_metadata(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.errors import ChatbotError
+from chatbot.files import write_atomic
 from chatbot.model.config import ModelConfig
 
 CHECKPOINTS = "checkpoints"
@@ -121,9 +122,9 @@ class Trainer:
             # Self-describing from the first moment: --resume checks these.
             model_dir.mkdir(parents=True, exist_ok=True)
             self.tokenizer.save(model_dir)
-            directory.write_atomically(model_dir / directory.CONFIG_FILE,
+            write_atomic(model_dir / directory.CONFIG_FILE,
                                        config.to_json().encode())
-            directory.write_atomically(model_dir / STATE_FILE, json.dumps(
+            write_atomic(model_dir / STATE_FILE, json.dumps(
                 {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
                 indent=2).encode())
         self.config = config
