@@ -14,13 +14,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The furthest stage that exists so far: the corpus. Ingest the built-in chitchat
-# conversations (once; a no-op afterwards) and show what the store holds.
+# The furthest stage that exists so far: corpus and training. Ingest the built-in
+# chitchat conversations (once; a no-op afterwards), then train a small starter model
+# for a few hundred steps (later runs continue it: --resume says when nothing is left).
+STARTER = $(BIN)/python -c "from chatbot.paths import data_dir; print(data_dir() / 'models' / 'starter')"
 chat: $(STAMP)
 	$(BIN)/chatbot ingest --builtin chitchat
 	$(BIN)/chatbot corpus stats
-	@echo "The chat arrives with the model and decoding stages; until then, explore:"
-	@echo "  $(BIN)/chatbot corpus search '\"how are you\"'"
+	@dir="$$($(STARTER))"; resume=""; [ -f "$$dir/config.json" ] && resume="--resume"; \
+	  $(BIN)/chatbot train --model "$$dir" --max-steps 300 --hidden-dim 128 \
+	    --embedding-dim 64 --batch-size 32 $$resume
+	@echo "The chat arrives with the decoding and chat stages; the starter model is in"
+	@echo "  $$($(STARTER))"
 
 test: $(STAMP)
 	$(BIN)/ruff check chatbot tests scripts
