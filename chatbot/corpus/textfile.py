@@ -136,15 +136,19 @@ class TextFile:
         self._progress = progress
 
     def lines(self) -> Iterator[str]:
-        """Yield lines without their line ending (LF or CRLF), streaming."""
-        self.line = 0
-        with open(self.path, "rb") as raw:
-            if _byte_oriented(self.encoding):
-                yield from self._byte_lines(raw)
-            else:
-                yield from self._wide_lines(raw)
-            if self._progress is not None:
-                self._progress(raw.tell())
+        """Yield lines without their line ending (LF or CRLF), streaming; `self.line` is
+        the number of the line last yielded."""
+        number = 0
+        for chunk in self.chunks():
+            # Every chunk but the last ends with a line end, so the line count at each
+            # chunk boundary agrees with the one chunks() keeps for its own messages.
+            parts = chunk.split("\n")
+            if not parts[-1]:
+                parts.pop()
+            for part in parts:
+                number += 1
+                self.line = number
+                yield part
 
     def chunks(self, size: int = CHUNK) -> Iterator[str]:
         """Yield the text in large pieces that end at a line end, with LF line ends only.
@@ -158,10 +162,14 @@ class TextFile:
                 pieces = self._byte_chunks(raw, size)
             else:
                 pieces = self._wide_chunks(raw, size)
-            for piece in pieces:
-                if self._progress is not None:
-                    self._progress(raw.tell())
-                yield piece
+            try:
+                for piece in pieces:
+                    yield piece
+                    # Reported once the piece is processed: progress means work done.
+                    if self._progress is not None:
+                        self._progress(raw.tell())
+            finally:
+                pieces.close()  # before `raw` closes: the decoder still refers to it
 
     def _byte_chunks(self, raw: BinaryIO, size: int) -> Iterator[str]:
         encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
@@ -195,6 +203,7 @@ class TextFile:
     def _wide_chunks(self, raw: BinaryIO, size: int) -> Iterator[str]:
         text = io.TextIOWrapper(raw, encoding=self.encoding, errors="strict", newline=None)
         rest = ""
+        first = True
         try:
             while True:
                 data = text.read(size)
@@ -203,43 +212,10 @@ class TextFile:
                 block, rest = block[:cut], block[cut:]
                 if block:
                     self.line += block.count("\n")
-                    yield block.lstrip("\ufeff") if self.line == block.count("\n") else block
+                    yield block.lstrip("\ufeff") if first else block
+                    first = False
                 if not data and not rest:
                     return
-        except UnicodeDecodeError:
-            raise ReaderError(
-                self.path, f"cannot decode as {self.encoding}; pass --encoding", self.line + 1
-            ) from None
-        finally:
-            text.detach()
-
-    def _byte_lines(self, raw: BinaryIO) -> Iterator[str]:
-        # ASCII-compatible encodings split on b"\n" safely, and decoding line by line
-        # names the exact line of a bad byte.
-        encoding = "utf-8" if self.encoding == "utf-8-sig" else self.encoding
-        for data in raw:
-            self.line += 1
-            if self._progress is not None and not self.line & 4095:
-                self._progress(raw.tell())
-            try:
-                text = data.decode(encoding)
-            except UnicodeDecodeError:
-                raise ReaderError(
-                    self.path, f"cannot decode as {self.encoding}; pass --encoding", self.line
-                ) from None
-            if self.line == 1:
-                text = text.lstrip("\ufeff")
-            yield text.rstrip("\r\n")
-
-    def _wide_lines(self, raw: BinaryIO) -> Iterator[str]:
-        # UTF-16/32: let the codec find the line ends.
-        text = io.TextIOWrapper(raw, encoding=self.encoding, errors="strict", newline=None)
-        try:
-            for line in text:
-                self.line += 1
-                if self._progress is not None and not self.line & 4095:
-                    self._progress(raw.tell())
-                yield line.rstrip("\n")
         except UnicodeDecodeError:
             raise ReaderError(
                 self.path, f"cannot decode as {self.encoding}; pass --encoding", self.line + 1
@@ -250,9 +226,3 @@ class TextFile:
     def error(self, reason: str, line: int | None = None) -> ReaderError:
         """A ReaderError at the current (or given) line of this file."""
         return ReaderError(self.path, reason, self.line if line is None else line)
-
-
-def open_text(path: Path, encoding: str | None = None, progress=None) -> TextFile:
-    """Scan, detect the encoding and open a file for streaming (for tools and tests)."""
-    info = scan(path)
-    return TextFile(path, resolve_encoding(path, info, encoding), progress)
