@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
 
-from chatbot.text.tokenizer import RESERVED_TOKENS, UNK_ID, VocabTokenizer, option
+from chatbot.text.tokenizer import VocabTokenizer, ranked_vocabulary
 
 
 class CharTokenizer(VocabTokenizer):
@@ -20,17 +18,8 @@ class CharTokenizer(VocabTokenizer):
 
     kind = "char"
 
-    def __init__(self, vocab: list[str], lower: bool = False) -> None:
-        super().__init__(vocab)
-        self.lower = lower
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {"lower": self.lower}
-
-    def encode(self, text: str) -> list[int]:
-        get = self._ids.get
-        return [get(char, UNK_ID) for char in (text.lower() if self.lower else text)]
+    def tokens(self, text: str) -> list[str]:
+        return list(text.lower() if self.lower else text)
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.tokens_of(ids))
@@ -43,12 +32,4 @@ class CharTokenizer(VocabTokenizer):
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(text.lower() if lower else text)
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        kept = [char for char, _count in ranked[: vocab_size - len(RESERVED_TOKENS)]]
-        return cls([*RESERVED_TOKENS, *kept], lower=lower)
-
-    @classmethod
-    def with_options(
-        cls, path: Path, vocab: list[str], options: dict[str, Any]
-    ) -> CharTokenizer:
-        return cls(vocab, lower=option(path, options, "lower", bool))
+        return cls(ranked_vocabulary(counts, vocab_size), lower=lower)

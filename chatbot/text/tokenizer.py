@@ -11,6 +11,7 @@ import importlib
 import inspect
 import json
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,13 +115,32 @@ def check_id(token_id: int, size: int) -> int:
 
 
 class VocabTokenizer(Tokenizer):
-    """A tokenizer whose vocabulary is a list of token strings in id order (word, char)."""
+    """A tokenizer whose vocabulary is a list of token strings in id order (word, char).
 
-    def __init__(self, vocab: Sequence[str]) -> None:
+    Subclasses say how text splits into tokens (`tokens`) and joins back (`decode`);
+    their one option, `lower`, defaults to `default_lower`.
+    """
+
+    default_lower = False
+
+    def __init__(self, vocab: Sequence[str], lower: bool | None = None) -> None:
         if tuple(vocab[: len(RESERVED_TOKENS)]) != RESERVED_TOKENS:
             raise ValueError(f"a vocabulary must start with {RESERVED_TOKENS}")
         self._vocab = list(vocab)
         self._ids = {token: i for i, token in enumerate(self._vocab)}
+        self.lower = self.default_lower if lower is None else lower
+
+    @abstractmethod
+    def tokens(self, text: str) -> list[str]:
+        """The token strings of `text` (lower-cased when `lower` is on)."""
+
+    def encode(self, text: str) -> list[int]:
+        get = self._ids.get
+        return [get(token, UNK_ID) for token in self.tokens(text)]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"lower": self.lower}
 
     @property
     def vocab_size(self) -> int:
@@ -157,11 +177,22 @@ class VocabTokenizer(Tokenizer):
         return cls.with_options(path, vocab, options_of(path, meta))
 
     @classmethod
-    @abstractmethod
     def with_options(
         cls, path: Path, vocab: list[str], options: dict[str, Any]
     ) -> VocabTokenizer:
         """Rebuild from the vocabulary and options saved in `path`, checking the options."""
+        return cls(vocab, lower=option(path, options, "lower", bool))
+
+
+def ranked_vocabulary(counts: Counter[str], vocab_size: int, min_count: int = 1) -> list[str]:
+    """The reserved tokens, then the `vocab_size - 4` most frequent tokens seen at least
+    `min_count` times; ties broken by the token's text, so a corpus gives one vocabulary."""
+    ranked = sorted(
+        (item for item in counts.items() if item[1] >= min_count and item[0] not in
+         RESERVED_TOKENS),
+        key=lambda item: (-item[1], item[0]),
+    )
+    return [*RESERVED_TOKENS, *(token for token, _ in ranked[: vocab_size - len(RESERVED_TOKENS)])]
 
 
 def check_vocab_size(vocab_size: int) -> None:

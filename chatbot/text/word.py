@@ -23,11 +23,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
 
 from chatbot.errors import ChatbotError
-from chatbot.text.tokenizer import RESERVED_TOKENS, UNK_ID, VocabTokenizer, option
+from chatbot.text.tokenizer import VocabTokenizer, ranked_vocabulary
 
 _CLITICS = r"(?:s|m|d|ll|re|ve)"
 _TOKEN = re.compile(
@@ -85,18 +83,10 @@ class WordTokenizer(VocabTokenizer):
     """Words, contraction pieces and punctuation marks, most frequent first."""
 
     kind = "word"
+    default_lower = True
 
-    def __init__(self, vocab: list[str], lower: bool = True) -> None:
-        super().__init__(vocab)
-        self.lower = lower
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return {"lower": self.lower}
-
-    def encode(self, text: str) -> list[int]:
-        get = self._ids.get
-        return [get(token, UNK_ID) for token in split_words(text, self.lower)]
+    def tokens(self, text: str) -> list[str]:
+        return split_words(text, self.lower)
 
     def decode(self, ids: Iterable[int]) -> str:
         return join_words(self.tokens_of(ids))
@@ -114,17 +104,4 @@ class WordTokenizer(VocabTokenizer):
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(split_words(text, lower))
-        for token in RESERVED_TOKENS:
-            counts.pop(token, None)
-        ranked = sorted(
-            (item for item in counts.items() if item[1] >= min_count),
-            key=lambda item: (-item[1], item[0]),
-        )
-        kept = [token for token, _count in ranked[: vocab_size - len(RESERVED_TOKENS)]]
-        return cls([*RESERVED_TOKENS, *kept], lower=lower)
-
-    @classmethod
-    def with_options(
-        cls, path: Path, vocab: list[str], options: dict[str, Any]
-    ) -> WordTokenizer:
-        return cls(vocab, lower=option(path, options, "lower", bool))
+        return cls(ranked_vocabulary(counts, vocab_size, min_count), lower=lower)
