@@ -17,6 +17,7 @@ from typing import Any
 
 from chatbot.errors import ChatbotError
 from chatbot.files import write_atomic
+from chatbot.model import directory
 from chatbot.model.config import ModelConfig
 
 CHECKPOINTS = "checkpoints"
@@ -88,7 +89,6 @@ class Trainer:
         import tensorflow as tf
 
         from chatbot.corpus.store import CorpusStore
-        from chatbot.model import directory
         from chatbot.model.network import ConversationModel
         from chatbot.text.tokenizer import fit_tokenizer, load_tokenizer
 
@@ -146,7 +146,7 @@ class Trainer:
         if resume and self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
             self.resumed_from = int(self.step.numpy())
-        self.directory = directory
+        self._validated: tuple[int, float | None] | None = None
         self._train_step = self._compile(training=True)
         self._eval_step = self._compile(training=False)
 
@@ -193,6 +193,13 @@ class Trainer:
             loss_sum, tokens = loss_sum + float(loss), tokens + int(count)
         return _perplexity(loss_sum, tokens)
 
+    def _validate(self) -> float | None:
+        """Validation perplexity at the current step (computed once per step)."""
+        step = int(self.step.numpy())
+        if self._validated is None or self._validated[0] != step:
+            self._validated = (step, self.evaluate("valid"))
+        return self._validated[1]
+
     def save_checkpoint(self) -> None:
         self.manager.save(checkpoint_number=int(self.step.numpy()))
 
@@ -211,9 +218,11 @@ class Trainer:
         except KeyboardInterrupt:
             self.save_checkpoint()  # Ctrl-C: keep every finished step
             raise
-        valid = self.evaluate("valid")
-        if not self._has_model() or (valid is not None and valid < float(self.best.numpy())):
-            self.best.assign(valid if valid is not None else math.inf)
+        valid = self._validate()
+        if valid is None or not self._has_model() or valid < float(self.best.numpy()):
+            # Without a validation split the latest model is the one to keep.
+            if valid is not None:
+                self.best.assign(min(valid, float(self.best.numpy())))
             self._export(valid)
         self.save_checkpoint()
         return self._fill(result, valid, meter)
@@ -242,7 +251,7 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         """Validation, the best model kept, early stopping; then the next epoch."""
-        valid = self.evaluate("valid")
+        valid = self._validate()
         self.epoch.assign_add(1)
         self.position.assign(0)
         if valid is not None and valid < float(self.best.numpy()):
@@ -260,10 +269,10 @@ class Trainer:
                 or int(self.stale.numpy()) >= o.patience)
 
     def _has_model(self) -> bool:
-        return (Path(self.options.model_dir) / self.directory.MODEL_FILE).exists()
+        return (Path(self.options.model_dir) / directory.MODEL_FILE).exists()
 
     def _export(self, valid: float | None) -> None:
-        self.directory.save(self.options.model_dir, self.model, self.tokenizer, {
+        directory.save(self.options.model_dir, self.model, self.tokenizer, {
             "corpus": str(Path(self.options.db).resolve()),
             "steps": int(self.step.numpy()),
             "epochs": int(self.epoch.numpy()),
