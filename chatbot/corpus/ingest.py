@@ -10,22 +10,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from chatbot.corpus.formats import Format, detect, format_named
+from chatbot.corpus.readers.cornell import SKIP_NAMES  # companions read through another
 from chatbot.corpus.source import Source
 from chatbot.corpus.store import CorpusStore
 from chatbot.corpus.subtitles.cue import CuesOutOfOrder
 from chatbot.corpus.textfile import scan
 from chatbot.corpus.types import ReadOptions
 from chatbot.errors import ChatbotError, ReaderError
-
-# Files a directory walk passes over: companions read through another file, and metadata.
-_SKIP_NAMES = frozenset(
-    {
-        "movie_conversations.txt",
-        "movie_titles_metadata.txt",
-        "movie_characters_metadata.txt",
-        "raw_script_urls.txt",
-    }
-)
 
 
 @dataclass
@@ -72,7 +63,7 @@ def input_files(paths: Iterable[Path]) -> Iterator[Path]:
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
-                if not name.startswith(".") and name not in _SKIP_NAMES:
+                if not name.startswith(".") and name not in SKIP_NAMES:
                     yield Path(root) / name
 
 
