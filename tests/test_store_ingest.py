@@ -189,3 +189,17 @@ def test_cornell_pair_is_one_source_whichever_file_is_named(store, tmp_path):
     assert again.unchanged_as == str((tmp_path / "movie_lines.txt").resolve())
     turns = store.conversation(1)["turns"]
     assert [(t["speaker"], t["text"]) for t in turns] == [("ANN", "Hi."), ("BOB", "Hello.")]
+
+
+def test_walks_read_known_extensions_unless_a_format_is_given(tmp_path):
+    (tmp_path / "README.md").write_text("| a | L1 +++$+++ table |\n")
+    (tmp_path / "talk.srt").write_text(SRT)
+    (tmp_path / "notes.txt").write_text("Prose.\n")
+    found = sorted(p.name for p in ingesting.input_files([tmp_path]))
+    assert found == ["notes.txt", "talk.srt"]
+    everything = sorted(p.name for p in ingesting.input_files([tmp_path], every_file=True))
+    assert everything == ["README.md", "notes.txt", "talk.srt"]
+    # Named explicitly, it is read, and a table mentioning the separator is not Cornell.
+    assert [p.name for p in ingesting.input_files([tmp_path / "README.md"])] == ["README.md"]
+    with pytest.raises(ChatbotError, match="pass --format"):
+        detect(tmp_path / "README.md", (tmp_path / "README.md").read_bytes())

@@ -82,7 +82,7 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builti
     warnings = _Warnings()
     jobs: list[tuple[list[Path], Format | None]] = []
     if paths:
-        jobs.append((list(input_files(paths)), fmt))
+        jobs.append((list(input_files(paths, every_file=fmt is not None)), fmt))
     for name in builtins:
         files, builtin_format = builtin_inputs(name)
         jobs.append((files, builtin_format))

@@ -51,8 +51,11 @@ FORMATS: dict[str, Format] = {
         Format("jsonl", (".jsonl",), "this project's JSONL export"),
     )
 }
+KNOWN_EXTENSIONS = frozenset(ext for f in FORMATS.values() for ext in f.extensions)
 SUBTITLE_FORMATS = ("srt", "vtt", "ass", "ttml")
 
+# A movie_lines row ("L1045 +++$+++ u0 ...") or a movie_conversations row ("u0 +++$+++ ...").
+_CORNELL_LINE = re.compile(r"^[Lu]\d+ \+\+\+\$\+\+\+ ", re.MULTILINE)
 _SRT_TIMING = re.compile(r"^\s*\d+:\d{1,2}:\d{1,2}[,.]\d{1,3}\s*-+>", re.MULTILINE)
 
 
@@ -83,7 +86,7 @@ def sniff(head: bytes) -> Format | None:
         return FORMATS["vtt"]
     if "[Script Info]" in text[:4096] or "[Events]" in text:
         return FORMATS["ass"]
-    if " +++$+++ " in text:
+    if _CORNELL_LINE.search(text):
         return FORMATS["cornell"]
     if "__eou__" in text:
         return FORMATS["dailydialog"]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from chatbot.corpus.formats import Format, detect, format_named
+from chatbot.corpus.formats import KNOWN_EXTENSIONS, Format, detect, format_named
 from chatbot.corpus.readers.cornell import SKIP_NAMES  # companions read through another
 from chatbot.corpus.source import Source
 from chatbot.corpus.store import CorpusStore
@@ -49,11 +49,12 @@ class IngestReport:
         }
 
 
-def input_files(paths: Iterable[Path]) -> Iterator[Path]:
+def input_files(paths: Iterable[Path], every_file: bool = False) -> Iterator[Path]:
     """The files named, with directories walked recursively in a stable order.
 
-    Hidden files and folders and the Cornell companion files are passed over in walks;
-    a file named explicitly is always read.
+    Walks pass over hidden files and folders, the Cornell companion files and, unless
+    `every_file` (as with --format), files of no known extension (a folder's README.md,
+    say); a file named explicitly is always read.
     """
     for path in paths:
         path = Path(path)
@@ -63,7 +64,9 @@ def input_files(paths: Iterable[Path]) -> Iterator[Path]:
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
-                if not name.startswith(".") and name not in SKIP_NAMES:
+                if name.startswith(".") or name in SKIP_NAMES:
+                    continue
+                if every_file or Path(name).suffix.lower() in KNOWN_EXTENSIONS:
                     yield Path(root) / name
 
 
