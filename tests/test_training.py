@@ -112,3 +112,184 @@ def test_training_lowers_the_loss(corpus_db, tmp_path):
     assert loaded.metadata["steps"] == 60
     assert out["valid_perplexity"] < loaded.tokenizer.vocab_size / 2
     assert np.isfinite(out["train_perplexity"])
+
+
+def _trainer(db, model_dir, resume=False, **changes):
+    from chatbot.model.config import ModelConfig
+    from chatbot.train.loop import Trainer, TrainOptions
+
+    options = TrainOptions(db=db, model_dir=model_dir, batch_size=8, checkpoint_every=4,
+                           valid_fraction=0.1, **changes)
+    config = ModelConfig(family="seq2seq", cell="lstm", vocab_size=8000,
+                         embedding_dim=8, hidden_dim=16)
+    if resume:
+        from chatbot.model.directory import read_config
+
+        config = read_config(model_dir)
+    return Trainer(options, config, resume=resume)
+
+
+def test_resume_inside_an_epoch_continues_exactly(corpus_db, tmp_path):
+    straight = _trainer(corpus_db, tmp_path / "a", max_steps=14)
+    straight.run()
+    first = _trainer(corpus_db, tmp_path / "b", max_steps=9)
+    first.run()
+    assert first.position.numpy() == 9 and first.epoch.numpy() == 0  # stopped mid-epoch
+    resumed = _trainer(corpus_db, tmp_path / "b", resume=True, max_steps=14)
+    assert resumed.resumed_from == 9
+    resumed.run()
+    # Same weights as the run that never stopped: optimizer, data position and the
+    # lanes' conversation state all came back.
+    assert resumed.weights_digest() == straight.weights_digest()
+
+
+def test_logs_and_curves_are_written(corpus_db, tmp_path):
+    _trainer(corpus_db, tmp_path / "m", max_steps=8, log_every=2).run()
+    from chatbot.train.history import read_history
+
+    series = read_history(tmp_path / "m")
+    assert [step for step, _ in series["train"]] == [2, 4, 6, 8]
+    assert series["valid"][-1][0] == 8
+    assert (tmp_path / "m" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = list((tmp_path / "m" / "logs" / "train").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_rmsprop_and_bad_batch_for_replicas(corpus_db, tmp_path):
+    result, out = train("--db", str(corpus_db), "--model", str(tmp_path / "m"), "--max-steps",
+                        "3", "--optimizer", "rmsprop", *TINY)
+    assert result.exit_code == 0 and out["steps"] == 3
+    saved = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert saved["optimizer"] == "rmsprop"
+
+
+def _env(**extra):
+    import os
+
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def _chatbot(*args, **kwargs):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def _weights(model_dir):
+    from chatbot.model import directory
+
+    return [w.numpy() for w in directory.load(model_dir).model.weights]
+
+
+def test_mirrored_strategy_on_two_cpu_replicas_matches_one_device(corpus_db, tmp_path):
+    common = ["--db", str(corpus_db), "--max-steps", "6", *TINY]
+    one = _chatbot("train", "--model", str(tmp_path / "one"), *common, env=_env())
+    two = _chatbot("train", "--model", str(tmp_path / "two"), "--strategy", "mirrored",
+                   *common, env=_env(CHATBOT_CPU_REPLICAS="2"))
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    # The same global batch split over two replicas gives the same update.
+    for a, b in zip(_weights(tmp_path / "one"), _weights(tmp_path / "two"), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    odd = _chatbot("train", "--model", str(tmp_path / "odd"), "--strategy", "mirrored",
+                   "--db", str(corpus_db), "--batch-size", "7", env=_env(CHATBOT_CPU_REPLICAS="2"))
+    assert odd.returncode == 1 and "multiple of the 2 replicas" in odd.stderr
+    assert "Traceback" not in odd.stderr
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_finish_and_agree(corpus_db, tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    model = tmp_path / "m"
+    processes = []
+    for index in range(2):
+        config = json.dumps({"cluster": {"worker": workers},
+                             "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "chatbot", "train", "--db", str(corpus_db), "--model",
+             str(model), "--strategy", "multiworker", "--max-steps", "6", *TINY],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(TF_CONFIG=config)))
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for p, (_, err) in zip(processes, outputs, strict=True):
+        assert p.returncode == 0, err[-2000:]
+    digests = [re.search(r"(chief|worker) done at step 6; weights digest (\w+)", err).groups()
+               for _, err in outputs]
+    assert [role for role, _ in digests] == ["chief", "worker"]
+    assert digests[0][1] == digests[1][1]
+    assert json.loads(outputs[1][0].splitlines()[-1])["steps"] == 6
+    # Only the chief wrote the model directory, and it is complete.
+    assert _weights(model)
+    bad = _chatbot("train", "--db", str(corpus_db), "--model", str(tmp_path / "x"),
+                   "--strategy", "multiworker", env=_env(TF_CONFIG="{oops"))
+    assert bad.returncode == 1 and "TF_CONFIG: expected" in bad.stderr
+
+
+def test_kill_9_while_training_leaves_a_loadable_directory(corpus_db, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from chatbot.model import directory
+
+    model = tmp_path / "m"
+    args = ["--db", str(corpus_db), "--model", str(model), "--hidden-dim", "16",
+            "--embedding-dim", "8", "--batch-size", "8", "--checkpoint-every", "2"]
+    process = subprocess.Popen([sys.executable, "-m", "chatbot", "train", *args,
+                                "--max-steps", "100000"], env=_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if len(list((model / "checkpoints").glob("ckpt-*.index"))) >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere inside the next steps or checkpoint writes
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    loaded = directory.load(model)
+    assert loaded.config.hidden_dim == 16
+    resumed = _chatbot("train", *args, "--resume", "--max-steps", "100000", "--epochs", "1",
+                       "--json", env=_env())
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    out = json.loads(resumed.stdout.splitlines()[-1])
+    assert out["resumed_from_step"] >= 2 and out["steps"] > out["resumed_from_step"]
+
+
+def test_a_full_disk_is_one_clear_line(corpus_db, tmp_path):
+    import resource
+    import signal
+
+    def limit():
+        # Writes past 64 KB fail as on a full disk (EFBIG instead of a signal).
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+    model = tmp_path / "m"
+    full = _chatbot("train", "--db", str(corpus_db), "--model", str(model), "--max-steps",
+                    "4", "--checkpoint-every", "2", "--hidden-dim", "64", "--embedding-dim",
+                    "32", env=_env(), preexec_fn=limit)
+    assert full.returncode == 1, full.stderr[-2000:]
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "cannot write" in last and "Traceback" not in full.stderr
+    # What was written before is whole: the directory is still resumable (--resume on a
+    # disk with room goes on).
+    assert json.loads((model / "config.json").read_text())["hidden_dim"] == 64
+    assert not list(model.glob(".*.tmp")) and not list(model.glob("checkpoints/*_temp"))

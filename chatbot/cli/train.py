@@ -11,6 +11,8 @@ import click
 
 from chatbot.cli.options import corpus_db, db_option, json_option
 from chatbot.model.config import CELLS, FAMILIES, ModelConfig
+from chatbot.train.distribute import STRATEGIES
+from chatbot.train.loop import OPTIMIZERS
 
 
 def _depth(value: str) -> int | tuple[int, int]:
@@ -51,22 +53,31 @@ def _depth(value: str) -> int | tuple[int, int]:
               metavar="STEPS")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam", show_default=True,
+              help="rmsprop is the Keras example's choice.")
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=1e-3,
+              show_default=True)
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="default",
+              show_default=True,
+              help="mirrored: all local GPUs; multiworker: the hosts in TF_CONFIG.")
 @json_option
 def train(db_path, model_dir, arch, cell, depth, peek, context, tokenizer, vocab_size,
           embedding_dim, hidden_dim, dropout, batch_size, epochs, max_steps, valid_fraction,
-          checkpoint_every, resume, seed, as_json):
+          checkpoint_every, resume, seed, optimizer, learning_rate, strategy, as_json):
     """Train a conversational model on the corpus store.
 
     \b
     Example:
         chatbot train --db corpus.db --model models/mine --arch attention --max-steps 2000
         chatbot train --db corpus.db --model models/mine --resume
+        TF_CONFIG='{...}' chatbot train --model /shared/m --strategy multiworker
 
     Each batch row walks one conversation exchange by exchange, the state carried between
     them; checkpoints are written every --checkpoint-every steps, at each epoch's end and
-    on Ctrl-C, and --resume continues exactly where the last one stopped.
+    on Ctrl-C, and --resume continues exactly where the last one stopped. TensorBoard
+    logs go to MODEL/logs and a plot of the curves to MODEL/curves.png.
     """
-    from chatbot.train.loop import Trainer, TrainOptions, saved_options
+    from chatbot.train.loop import Progress, Trainer, TrainOptions, saved_options
 
     config = ModelConfig(family=arch, cell=cell, depth=_depth(depth), peek=peek,
                          context_sensitive=context, vocab_size=vocab_size,
@@ -77,12 +88,15 @@ def train(db_path, model_dir, arch, cell, depth, peek, context, tokenizer, vocab
     options = TrainOptions(db=corpus_db(db_path), model_dir=model_dir, tokenizer=tokenizer,
                            vocab_size=vocab_size, batch_size=batch_size, epochs=epochs,
                            max_steps=max_steps, valid_fraction=valid_fraction,
-                           checkpoint_every=checkpoint_every, seed=seed)
+                           checkpoint_every=checkpoint_every, seed=seed,
+                           optimizer=optimizer, learning_rate=learning_rate,
+                           strategy=strategy)
     if resume:
         # The data order depends on these: a resumed run keeps the saved ones unless told.
         saved_run = saved_options(model_dir)
         keep = {k: saved_run[k] for k in ("batch_size", "seed", "valid_fraction", "tokenizer",
-                                          "epochs", "max_steps", "checkpoint_every")
+                                          "epochs", "max_steps", "checkpoint_every",
+                                          "optimizer", "learning_rate")
                 if k in saved_run and k not in given}
         options = replace(options, **keep)
     if resume and (model_dir / "config.json").exists():
@@ -99,10 +113,9 @@ def train(db_path, model_dir, arch, cell, depth, peek, context, tokenizer, vocab
         })
     show = sys.stderr.isatty() and not as_json
 
-    def on_step(step: int, loss: float, rate: float) -> None:
+    def on_step(p: Progress) -> None:
         if show:
-            click.echo(f"\rstep {step}  loss {loss:.3f}  {rate:,.0f} tokens/s ", err=True,
-                       nl=False)
+            click.echo("\r" + progress_line(p), err=True, nl=False)
 
     result = Trainer(options, config, resume=resume, on_step=on_step).run()
     if show:
@@ -115,6 +128,20 @@ def train(db_path, model_dir, arch, cell, depth, peek, context, tokenizer, vocab
         click.echo(f"{result.steps} steps, {result.epochs} epochs, train perplexity "
                    f"{_fmt(result.train_perplexity)}, valid perplexity "
                    f"{_fmt(result.valid_perplexity)}, model in {model_dir}")
+
+
+def progress_line(p) -> str:
+    """One status line: where the run is, how the loss goes and how fast."""
+    import math
+
+    done = f"{p.step}/{p.total_steps}" if p.total_steps else str(p.step)
+    bar = ""
+    if p.total_steps:
+        filled = min(20, round(20 * p.step / p.total_steps))
+        bar = "[" + "#" * filled + "." * (20 - filled) + "] "
+    rate = f"{p.tokens_per_second:,.0f} tokens/s" if p.tokens_per_second else "compiling"
+    return (f"{bar}epoch {p.epoch + 1}  step {done}  loss {p.loss:.3f}  "
+            f"perplexity {math.exp(min(p.loss, 50)):,.1f}  {rate}   ")
 
 
 def _fmt(value: float | None) -> str:

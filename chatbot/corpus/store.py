@@ -111,12 +111,14 @@ def _check_file(path: Path) -> None:
 class CorpusStore:
     """A corpus database file. Opening it applies pending migrations."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, any_thread: bool = False) -> None:
+        """Open (or create) the store; `any_thread` lets one thread at a time, not only the
+        opening one, use it (tf.data runs a generator on whichever thread is free)."""
         self.path = Path(path)
         _check_file(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = Database(self.path)
+            self.db = Database(sqlite3.connect(self.path, check_same_thread=not any_thread))
             self.db.conn.execute("PRAGMA busy_timeout = 10000")
             self.db.conn.execute("PRAGMA foreign_keys = ON")
             tables = set(self.db.table_names())

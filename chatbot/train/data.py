@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,3 +126,22 @@ def _pad(rows: list[list[int]]) -> np.ndarray:
     for i, row in enumerate(rows):
         out[i, : len(row)] = row
     return out
+
+
+def dataset(make_batches: Callable[[], Iterator[Batch]], batch_size: int) -> Any:
+    """A tf.data pipeline over the lanes: batches are built in a background thread while
+    the previous step runs (prefetch), so the Python side overlaps the compiled step.
+
+    `make_batches` is called inside the pipeline's thread: it must open its own store
+    connection (SQLite connections belong to the thread that made them).
+    """
+    import tensorflow as tf
+
+    ids = tf.TensorSpec((batch_size, None), tf.int32)
+
+    def generate():
+        for b in make_batches():
+            yield b.source, b.target_in, b.target_out, b.reset
+
+    signature = (ids, ids, ids, tf.TensorSpec((batch_size,), tf.bool))
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
