@@ -36,10 +36,12 @@ def cli() -> None:
 def _register() -> None:
     from chatbot.cli.corpus import corpus, ingest
     from chatbot.cli.train import train
+    from chatbot.cli.transcripts import transcripts
 
     cli.add_command(ingest)
     cli.add_command(corpus)
     cli.add_command(train)
+    cli.add_command(transcripts)
 
 
 _register()

@@ -62,22 +62,33 @@ def _describe(result: FileResult) -> str:
               show_default=True, help="Drop (and count) conversations with fewer turns.")
 @click.option("--builtin", "builtins", multiple=True, metavar="NAME",
               help="An installed dataset: chitchat, or chatterbot[:LANGUAGE] (default english).")
+@click.option("--transcripts", "transcripts_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="A chat transcripts file (see `chatbot transcripts path`): its "
+              "conversations become one source, replacing what an earlier run took from it.")
+@click.option("--only-rated", type=click.Choice(["good", "bad"]), default=None,
+              help="With --transcripts: keep only the stretches of each chat whose bot replies "
+              "were all rated so, each ending at such a reply.")
 @json_option
-def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builtins, as_json):
+def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builtins,
+           transcripts_path, only_rated, as_json):
     """Read subtitles, novels and dialogue sets into conversations.
 
     \b
     Example:
         chatbot ingest movie.srt novels/ --db corpus.db
         chatbot ingest --builtin chitchat
+        chatbot ingest --transcripts "$(chatbot transcripts path)" --only-rated good
 
     Directories are walked recursively. The format comes from the file's extension and
     content (srt, vtt, ass, novel .txt, Cornell, DailyDialog, ChatterBot YAML, chitchat
     JSON, tab-separated pairs, JSONL export); --format overrides it. Re-ingesting a file
     with the same content does nothing. Exit status 1 if any file failed.
     """
-    if not paths and not builtins:
-        raise click.UsageError("give files or directories to ingest, or --builtin NAME")
+    if not paths and not builtins and transcripts_path is None:
+        raise click.UsageError("give files or directories to ingest, --builtin NAME or "
+                               "--transcripts FILE")
+    if only_rated and transcripts_path is None:
+        raise click.UsageError("--only-rated applies to --transcripts FILE")
     fmt = format_named(format_name) if format_name else None
     warnings = _Warnings()
     jobs: list[tuple[list[Path], Format | None]] = []
@@ -87,6 +98,7 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builti
         files, builtin_format = builtin_inputs(name)
         jobs.append((files, builtin_format))
     total = sum(_size(p) for files, _ in jobs for p in files)
+    total += _size(transcripts_path) if transcripts_path is not None else 0
     show_bar = sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES
     results: list[FileResult] = []
     with CorpusStore(corpus_db(db_path)) as store, click.progressbar(
@@ -116,6 +128,10 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builti
 
         for files, job_format in jobs:
             ingesting.ingest(store, files, options, job_format, on_file)
+        if transcripts_path is not None:
+            from chatbot.transcripts.ingest import ingest_transcripts
+
+            on_file(ingest_transcripts(store, transcripts_path, only_rated, min_turns))
     warnings.summary()
     counts = IngestReport(results).as_json()
     if as_json:

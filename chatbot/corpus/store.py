@@ -147,6 +147,19 @@ class CorpusStore:
         rows = list(self.db["sources"].rows_where("sha256 = ?", [sha256], limit=1))
         return rows[0] if rows else None
 
+    def remove_source(self, path: str) -> None:
+        """Delete the sources named `path` with their conversations and turns (inside the
+        caller's transaction). Write statements only: the first takes the write lock at
+        once, where a read first could not upgrade after another process had written. The
+        turn delete trigger keeps the full-text index in step."""
+        conn = self.db.conn
+        conn.execute(
+            "DELETE FROM turns WHERE conversation_id IN (SELECT c.id FROM conversations c "
+            "JOIN sources s ON s.id = c.source_id WHERE s.path = ?)", [path])
+        conn.execute("DELETE FROM conversations WHERE source_id IN "
+                     "(SELECT id FROM sources WHERE path = ?)", [path])
+        conn.execute("DELETE FROM sources WHERE path = ?", [path])
+
     def add_source(
         self,
         path: str,
