@@ -151,6 +151,12 @@ class ConversationModel(keras.Model):
 
     def decode(self, target_in, encoded, training: bool = False):
         """Run the decoder over the reply; returns logits (B, T, V) and its final states."""
+        features, new_state = self.decode_features(target_in, encoded, training=training)
+        return self.output_layer(features), new_state
+
+    def decode_features(self, target_in, encoded, training: bool = False):
+        """The decoder's output features (B, T, H) before the vocabulary projection, and
+        its final states. Training projects only the real (unpadded) positions."""
         c = self.config_
         outputs, finals, source_mask = encoded
         _, decoder_depth = c.depths
@@ -179,21 +185,27 @@ class ConversationModel(keras.Model):
             # Keras takes [query, value, key]: scores from the keys, a mix of the values.
             attended = self.attention([x, outputs, keys], mask=[target_mask, source_mask])
             x = self.attentional(ops.concatenate([x, attended], -1))  # (B, T, H)
-        return self.output_layer(x), new_state
+        return x, new_state
 
-    def call(self, inputs: dict, training: bool = False):
+    def exchange(self, inputs: dict, training: bool = False):
+        """One exchange from explicit state (the dict `call` takes, without held state):
+        the decoder's features (B, T, H) and the new state. `output_layer` turns features
+        into logits."""
         source, target_in = inputs["source"], inputs["target_in"]
-        batch = ops.shape(source)[0]
         state = inputs.get("state")
-        held = self._held is not None and state is None
-        if held:
-            state = [v.value() for v in self._held]
         if state is None or not self.config_.context_sensitive:
-            state = self.zero_state(batch)
+            state = self.zero_state(ops.shape(source)[0])
         elif inputs.get("reset") is not None:
             state = self.reset_rows(list(state), inputs["reset"])
         encoded = self.encode(source, list(state), training=training)
-        logits, new_state = self.decode(target_in, encoded, training=training)
+        return self.decode_features(target_in, encoded, training=training)
+
+    def call(self, inputs: dict, training: bool = False):
+        held = self._held is not None and inputs.get("state") is None
+        if held:
+            inputs = {**inputs, "state": [v.value() for v in self._held]}
+        features, new_state = self.exchange(inputs, training=training)
+        logits = self.output_layer(features)
         if held:
             for variable, value in zip(self._held, new_state, strict=True):
                 variable.assign(value)

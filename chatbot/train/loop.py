@@ -229,7 +229,7 @@ class Trainer:
     def _compile(self, training: bool) -> Callable:
         import tensorflow as tf
 
-        from chatbot.model.loss import masked_cross_entropy
+        from chatbot.model.loss import real_token_loss
 
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
         rows = self.per_replica
@@ -243,20 +243,19 @@ class Trainer:
             inputs = {"source": source, "target_in": target_in, "reset": reset,
                       "state": state}
             if not training:
-                out = model(inputs, training=False)
-                loss, tokens = masked_cross_entropy(target_out, out["logits"])
-                return loss * tokens, tokens, out["state"]
+                features, state = model.exchange(inputs, training=False)
+                loss_sum, tokens = real_token_loss(features, target_out, model.output_layer)
+                return loss_sum, tokens, state
             with tf.GradientTape() as tape:
-                out = model(inputs, training=True)
-                loss, tokens = masked_cross_entropy(target_out, out["logits"])
+                features, state = model.exchange(inputs, training=True)
+                loss_sum, tokens = real_token_loss(features, target_out, model.output_layer)
                 # Mean over the global batch's real tokens; the optimizer sums replicas.
                 total = context.all_reduce(tf.distribute.ReduceOp.SUM, tokens)
-                scaled = loss * tokens / tf.maximum(total, 1.0)
+                scaled = loss_sum / tf.maximum(total, 1.0)
             grads = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-            return loss * tokens, tokens, out["state"]
+            return loss_sum, tokens, state
 
-        @tf.function(reduce_retracing=True)
         def step(source, target_in, target_out, reset, state):
             loss_sum, tokens, new_state = strategy.run(
                 replica_step, args=(source, target_in, target_out, reset, state))
@@ -264,7 +263,16 @@ class Trainer:
             return (strategy.reduce(total, loss_sum, axis=None),
                     strategy.reduce(total, tokens, axis=None), new_state)
 
-        return step
+        if self.options.strategy == "default":
+            # One trace for every sequence length: no retracing as widths change.
+            batch = self.options.batch_size
+            ids = tf.TensorSpec((batch, None), tf.int32)
+            states = [tf.TensorSpec((batch, self.config.hidden_dim), tf.float32)] * len(
+                self.carry)
+            return tf.function(step, input_signature=(
+                ids, ids, ids, tf.TensorSpec((batch,), tf.bool), states))
+        # Distributed values have no plain signature: traces relax after a second shape.
+        return tf.function(step, reduce_retracing=True)
 
     # --- state ------------------------------------------------------------------------------
 
