@@ -1,0 +1,11 @@
+"""Stage 4: decoding replies that carry the conversation state.
+
+settings.py      DecodeSettings: method (greedy, beam, sample) and constraints (no TensorFlow)
+step.py          one decoder step with the model's own layers (equals model.decode)
+constraints.py   reserved ids, min/max length, n-gram blocking, as score masks
+search.py        the compiled greedy, sampled and beam searches (one tf.function each)
+responder.py     Responder: text and state in, reply, new state and ReplyInfo out
+conversation.py  Conversation: one chat's state, advanced along training's exact path
+
+Everything but settings.py imports TensorFlow: import those modules lazily.
+"""

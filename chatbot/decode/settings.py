@@ -1,0 +1,90 @@
+"""How a reply is chosen: one frozen dataclass, checked when it is made."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from chatbot.errors import ChatbotError
+
+METHODS = ("greedy", "beam", "sample")
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Search method and constraints for decoding a reply.
+
+    Lengths count reply tokens, the end token excluded. Every reply ends with the end
+    token: it is masked before `min_len` tokens and forced after `max_len`.
+    """
+
+    method: Literal["greedy", "beam", "sample"] = "greedy"
+    beam_size: int = 5  # beam only: hypotheses kept at each step and returned, best first
+    # GNMT length penalty: a hypothesis scores logp / ((5 + len) / 6) ** length_penalty,
+    # len counting its tokens and the end token; 0 = raw log probability (favours short).
+    length_penalty: float = 0.6
+    min_len: int = 1
+    max_len: int = 40
+    temperature: float = 1.0  # sample only; near 0 it is greedy
+    top_k: int = 0  # sample only: draw from the k likeliest tokens; 0 = all
+    top_p: float = 1.0  # sample only: from the smallest set holding this much probability
+    seed: int | None = None  # sample only: the same seed, the same reply
+    # No n-gram of this size twice in a reply (the "as as as" repetitions); 0 = off.
+    no_repeat_ngram: int = 3
+    # No n-gram of this size copied from the user's turn (parroting); 0 = off.
+    block_source_ngrams: int = 0
+    # MMI-antiLM (Li et al. 2016): score = log p(reply | context) - antilm * log p(reply),
+    # p(reply) from the decoder given an empty turn and a fresh state; 0 = off.
+    antilm: float = 0.0
+    # The penalty applies to the first antilm_gamma reply tokens only (Li et al.'s g(k):
+    # the first words decide genericness, and later ones need the language model for
+    # grammar); 0 = every token.
+    antilm_gamma: int = 5
+    allow_unk: bool = False  # let the reply contain the unknown token
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ChatbotError(f"unknown decoding method {self.method!r}; choose one of "
+                               f"{', '.join(METHODS)}")
+        for name in ("beam_size", "min_len", "max_len", "top_k", "no_repeat_ngram",
+                     "block_source_ngrams", "antilm_gamma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ChatbotError(f"{name} must be an integer, not {value!r}")
+        for name in ("length_penalty", "temperature", "top_p", "antilm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ChatbotError(f"{name} must be a number, not {value!r}")
+        if self.seed is not None and (isinstance(self.seed, bool)
+                                      or not isinstance(self.seed, int)):
+            raise ChatbotError(f"seed must be an integer or None, not {self.seed!r}")
+        if self.beam_size < 1:
+            raise ChatbotError(f"beam_size must be at least 1, not {self.beam_size}")
+        if self.max_len < 1:
+            raise ChatbotError(f"max_len must be at least 1, not {self.max_len}")
+        if not 0 <= self.min_len <= self.max_len:
+            raise ChatbotError(f"min_len must be between 0 and max_len ({self.max_len}), "
+                               f"not {self.min_len}")
+        if not self.temperature > 0:
+            raise ChatbotError(f"temperature must be above 0, not {self.temperature}; "
+                               "use method greedy for the likeliest reply")
+        if self.top_k < 0:
+            raise ChatbotError(f"top_k must be 0 (off) or more, not {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ChatbotError(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.no_repeat_ngram < 0 or self.block_source_ngrams < 0:
+            raise ChatbotError("n-gram sizes must be 0 (off) or more")
+        if self.antilm < 0 or self.antilm_gamma < 0:
+            raise ChatbotError("antilm and antilm_gamma must be 0 (off) or more")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ChatbotError(f"seed must be in [0, 2**63), not {self.seed}")
+
+    def replace(self, **changes: Any) -> DecodeSettings:
+        """A copy with some fields changed (checked again)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ChatbotError(f"unknown decoding options: {', '.join(sorted(unknown))}")
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
