@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: chat test install lint bench clean
+.PHONY: chat test install lint bench default-model results clean
 
 # Create the virtual environment and install the project with its dev tools.
 $(STAMP): pyproject.toml
@@ -14,18 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The furthest stage that exists so far: corpus and training. Ingest the built-in
-# chitchat conversations (once; a no-op afterwards), then train a small starter model
-# for a few hundred steps (later runs continue it: --resume says when nothing is left).
-STARTER = $(BIN)/python -c "from chatbot.paths import data_dir; print(data_dir() / 'models' / 'starter')"
+# Chat with the built-in default model (shipped inside the package: nothing to download
+# or train first). Every turn is kept in the transcripts file (`chatbot transcripts path`).
 chat: $(STAMP)
-	$(BIN)/chatbot ingest --builtin chitchat
-	$(BIN)/chatbot corpus stats
-	@dir="$$($(STARTER))"; resume=""; [ -f "$$dir/config.json" ] && resume="--resume"; \
-	  $(BIN)/chatbot train --model "$$dir" --max-steps 300 --hidden-dim 128 \
-	    --embedding-dim 64 --batch-size 32 $$resume
-	@echo "The chat arrives with the decoding and chat stages; the starter model is in"
-	@echo "  $$($(STARTER))"
+	$(BIN)/chatbot chat
 
 test: $(STAMP)
 	$(BIN)/ruff check chatbot tests scripts
@@ -36,6 +28,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_ingest.py
+	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_decode.py
+
+# Train and package the built-in default model (about an hour on a laptop CPU), then
+# write docs/results.md from measurements.
+default-model: $(STAMP)
+	$(BIN)/python scripts/train_default.py
+results: $(STAMP)
+	$(BIN)/python scripts/results.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -34,7 +34,9 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from chatbot.cli.chat import chat
     from chatbot.cli.corpus import corpus, ingest
+    from chatbot.cli.evaluate import eval_command, explain
     from chatbot.cli.train import train
     from chatbot.cli.transcripts import transcripts
 
@@ -42,6 +44,9 @@ def _register() -> None:
     cli.add_command(corpus)
     cli.add_command(train)
     cli.add_command(transcripts)
+    cli.add_command(chat)
+    cli.add_command(eval_command)
+    cli.add_command(explain)
 
 
 _register()

@@ -1,0 +1,119 @@
+"""Wiring for `chatbot chat`: the model, the store, the session, and a front end.
+
+In a terminal the prompt comes first: TensorFlow's import, the model's load and a
+warm-up reply (which traces the compiled search) run on the worker thread that later
+makes the replies, while the user types the first turn. Over a pipe nobody is waiting
+for a prompt, so the model is simply loaded first.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chatbot.chat.loading import load_responder, model_digest, resolve_model_dir, warm_up
+from chatbot.chat.session import ChatSession, ModelUnavailable
+from chatbot.decode.settings import DecodeSettings
+from chatbot.errors import ChatbotError
+from chatbot.transcripts import default_transcripts_db
+from chatbot.transcripts.store import TranscriptStore
+
+if TYPE_CHECKING:
+    from chatbot.decode.responder import Responder
+
+GREETING_TURNS = 4  # turns of a resumed conversation shown before the prompt
+
+
+def run_chat(model: Path | None, transcripts: Path | None, settings: DecodeSettings, *,
+             continue_latest: bool = False, conversation_id: int | None = None,
+             interactive: bool | None = None) -> int:
+    """Chat until the input ends; the exit status. `interactive` None: a terminal when
+    both stdin and stdout are one."""
+    if continue_latest and conversation_id is not None:
+        raise ChatbotError("give --continue or --conversation ID, not both")
+    model_dir = resolve_model_dir(model)
+    name = "built-in" if model is None else model_dir.name
+    store = TranscriptStore(transcripts if transcripts is not None else default_transcripts_db())
+    try:
+        resume = _conversation_to_resume(store, continue_latest, conversation_id)
+        if interactive is None:
+            interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        if interactive:
+            return _terminal(model_dir, name, store, settings, resume)
+        return _pipe(model_dir, name, store, settings, resume)
+    finally:
+        store.close()
+
+
+def _conversation_to_resume(store: TranscriptStore, latest: bool,
+                            conversation_id: int | None) -> int | None:
+    if conversation_id is not None:
+        store.conversation(conversation_id)  # no such conversation: fail before loading
+        return conversation_id
+    if latest:
+        record = store.latest_conversation()
+        if record is None:
+            raise ChatbotError(f"{store.path}: no conversation to continue yet")
+        return record["id"]
+    return None
+
+
+def _resume(chat: ChatSession, conversation_id: int) -> list[str]:
+    """Resume a stored conversation; what to tell the user about it."""
+    record = chat.resume(conversation_id)
+    lines = [f"continuing conversation {conversation_id} ({len(chat.turns)} turns)"]
+    if record["model_digest"] and record["model_digest"] != chat.model_digest():
+        lines.append(f"(it was held with another model, {record['model_path']}; its context "
+                     "is rebuilt with this one)")
+    return lines
+
+
+def _pipe(model_dir: Path, name: str, store: TranscriptStore, settings: DecodeSettings,
+          resume: int | None) -> int:
+    from chatbot.chat.pipe import PipeChat
+
+    responder, notes = load_responder(model_dir, settings)
+    notes += warm_up(responder, settings)  # traces now, so TensorFlow's chatter is caught
+    chat = ChatSession(responder, store, settings, model_path=model_dir,
+                       model_digest=lambda: model_digest(model_dir), model_name=name)
+    front = PipeChat(chat)
+    for line in [*notes, *(_resume(chat, resume) if resume is not None else [])]:
+        front.notice(line)
+    return front.run()
+
+
+def _terminal(model_dir: Path, name: str, store: TranscriptStore, settings: DecodeSettings,
+              resume: int | None) -> int:
+    from chatbot.chat.repl import Repl, private_history
+    from chatbot.paths import data_dir
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix="chat-model")
+    notes: list[str] = []
+
+    def load() -> Responder:
+        responder, printed = load_responder(model_dir, settings)
+        notes.extend(printed)
+        notes.extend(warm_up(responder, settings))
+        return responder
+
+    loading = executor.submit(load)
+
+    def responder() -> Responder:
+        try:
+            return loading.result()
+        except ChatbotError as e:
+            raise ModelUnavailable(str(e)) from None
+
+    chat = ChatSession(responder, store, settings, model_path=model_dir,
+                       model_digest=lambda: model_digest(model_dir), model_name=name)
+    greeting = [f"chatting with {name} ({model_dir}): /help lists the commands, "
+                "Ctrl-D leaves"]
+    if resume is not None:
+        greeting += _resume(chat, resume)
+        for turn in chat.turns[-GREETING_TURNS:]:
+            greeting.append(("you> " if turn.role == "user" else "bot> ") + turn.text)
+    repl = Repl(chat, executor=executor, loading=loading, notes=notes,
+                history=private_history(data_dir() / "chat_history"))
+    return repl.run(greeting)

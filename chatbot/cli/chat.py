@@ -1,0 +1,54 @@
+"""`chatbot chat`: talk with a model in the terminal, or line by line over a pipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from chatbot.cli.transcripts import transcripts_option
+from chatbot.decode.settings import METHODS, DecodeSettings
+
+
+@click.command()
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Model directory (default: the built-in model).")
+@transcripts_option
+@click.option("--decode", "method", type=click.Choice(METHODS), default="greedy",
+              show_default=True, help="How a reply is chosen.")
+@click.option("--beam-size", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
+              show_default=True, help="sample: below 1 safer, above 1 wilder.")
+@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
+              help="sample: only the k likeliest tokens (0: all).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True, help="sample: only the likeliest tokens holding this mass.")
+@click.option("--continue", "continue_latest", is_flag=True,
+              help="Resume the latest conversation (its context is rebuilt from the "
+              "transcript).")
+@click.option("--conversation", "conversation_id", type=int, default=None, metavar="ID",
+              help="Resume conversation ID (see `chatbot transcripts list`).")
+def chat(model_dir, transcripts_path, method, beam_size, temperature, top_k, top_p,
+         continue_latest, conversation_id):
+    """Chat with a model; every turn is kept in the transcripts database.
+
+    \b
+    Example:
+        chatbot chat --model models/mine
+        chatbot chat --model models/mine --decode sample --temperature 0.8 --top-p 0.9
+        chatbot chat --model models/mine --continue
+        printf 'hello\\nhow are you?\\n' | chatbot chat --model models/mine
+
+    In a terminal: Enter sends, Esc-Enter adds a line, Ctrl-C clears the line or stops a
+    reply, Ctrl-D or /quit leaves; /help lists the commands (/reset, /retry, /set,
+    /rate, /history...). The conversation's context is kept from turn to turn; /reset
+    starts a new conversation. When stdin is not a terminal, each line is a turn and each
+    reply is one line on stdout (notices go to stderr).
+    """
+    from chatbot.chat.app import run_chat
+
+    settings = DecodeSettings(method=method, beam_size=beam_size, temperature=temperature,
+                              top_k=top_k, top_p=top_p)
+    raise SystemExit(run_chat(model_dir, transcripts_path, settings,
+                              continue_latest=continue_latest,
+                              conversation_id=conversation_id))

@@ -1,0 +1,266 @@
+"""Evaluating a model directory on one split of a corpus: what `chatbot eval` reports.
+
+    perplexity             per real target token, the state carried as in training
+    perplexity_no_context  the same with the state zeroed at every exchange: the gap
+                           between the two is what the conversation's context is worth
+    ngram_perplexity       a Kneser-Ney trigram fitted on the training split (the model's
+                           tokenizer), scored on the same target tokens
+    token_accuracy         argmax == target over the real target tokens (with context)
+    distinct_1, distinct_2, avg_reply_tokens, generic_rate, bleu
+                           over greedy replies to the split's first N exchanges, each
+                           decoded from the state training would have reached there
+
+The split is the one training used: the model's saved `valid_fraction` and the same
+stable hash (`in_split`), so `valid` never holds a conversation the model trained on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chatbot.errors import ChatbotError
+from chatbot.evaluate import metrics
+from chatbot.evaluate.ngram import KneserNeyTrigram
+from chatbot.model.directory import ModelDirectory
+from chatbot.model.exchanges import Exchange
+from chatbot.train.data import SPLITS, conversations, lanes
+from chatbot.train.loop import TrainOptions
+
+# stage ("n-gram", "perplexity", "replies"), done, total
+Progress = Callable[[str, int, int], None]
+
+KEYS = ("split", "exchanges", "tokens", "perplexity", "perplexity_no_context",
+        "ngram_perplexity", "token_accuracy", "replies", "distinct_1", "distinct_2",
+        "avg_reply_tokens", "generic_rate", "bleu")
+_REPLY_BATCH = 32  # replies decoded together
+_WALK_ROWS = 64  # conversations walked side by side for the replies' states
+
+
+def split_options(metadata: dict[str, Any]) -> tuple[float, int, int]:
+    """(valid_fraction, max_len, batch_size) the model was trained with (metadata options,
+    saved as strings), the training defaults where missing."""
+    options = metadata.get("options")
+    options = options if isinstance(options, dict) else {}
+
+    def read(name: str, kind: type) -> Any:
+        try:
+            return kind(options[name])
+        except (KeyError, TypeError, ValueError):
+            return getattr(TrainOptions, name)
+
+    return read("valid_fraction", float), read("max_len", int), read("batch_size", int)
+
+
+def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "valid",
+             max_exchanges: int = 200, progress: Progress | None = None,
+             settings: Any = None) -> dict[str, Any]:
+    """Every metric of `chatbot eval` for `model` on `split` of the corpus `db`.
+
+    `settings` (a DecodeSettings) picks how replies are decoded; greedy by default.
+    A metric with nothing to measure (an empty split) is None.
+    """
+    from chatbot.corpus.store import CorpusStore
+    from chatbot.model import directory
+
+    if split not in SPLITS:
+        raise ChatbotError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if max_exchanges < 0:
+        raise ChatbotError(f"--max-exchanges must be 0 or more, not {max_exchanges}")
+    if not Path(db).is_file():
+        raise ChatbotError(f"{db}: no corpus database; run `chatbot ingest` first")
+    loaded = model if isinstance(model, ModelDirectory) else directory.load(model)
+    valid_fraction, max_len, batch_size = split_options(loaded.metadata)
+    tokenizer = loaded.tokenizer
+    report = progress or (lambda stage, done, total: None)
+    with CorpusStore(db) as store:
+        total = store.stats()["conversations"]
+
+    def read(stage: str | None, which: str) -> Iterator[list[Exchange]]:
+        """The split's conversations as exchanges, counted for the progress display
+        when a stage is named."""
+        with CorpusStore(db) as store:
+            source = _Counted(store, stage, total, report) if stage else store
+            yield from conversations(source, tokenizer, which, valid_fraction, max_len)
+
+    ngram = KneserNeyTrigram.fit(
+        (e.target_out for c in read("n-gram", "train") for e in c), tokenizer.vocab_size)
+    step = _compile_step(loaded.model)
+    scores = _score(loaded.model, step, read("perplexity", split), ngram, batch_size)
+    replies = _reply_metrics(loaded, step, read(None, split), max_exchanges, settings, report)
+    return {"split": split, **scores, **replies}
+
+
+class _Counted:
+    """A store that reports each conversation it hands out (for the progress display)."""
+
+    def __init__(self, store: Any, stage: str, total: int, report: Progress) -> None:
+        self.store, self.stage, self.total, self.report = store, stage, total, report
+
+    def iter_turn_texts(self) -> Iterator[tuple[str, list[str]]]:
+        for done, item in enumerate(self.store.iter_turn_texts(), start=1):
+            yield item
+            self.report(self.stage, done, self.total)
+
+
+def _perplexity(loss_sum: float, tokens: int) -> float | None:
+    return math.exp(min(loss_sum / tokens, 50.0)) if tokens else None
+
+
+def _compile_step(model: Any) -> Callable:
+    """One exchange for a batch of rows: (loss sum, real tokens, correct argmaxes, state).
+
+    The loss is `real_token_loss`, the very function training reports perplexity with;
+    its projection is captured so the accuracy needs no second one.
+    """
+    import tensorflow as tf
+
+    from chatbot.model.loss import real_token_loss
+    from chatbot.text.tokenizer import PAD_ID
+
+    c = model.config_
+    ids = tf.TensorSpec((None, None), tf.int32)
+    states = tuple(tf.TensorSpec((None, c.hidden_dim), tf.float32)
+                   for _ in range(c.depths[1] * c.state_size))
+
+    @tf.function(input_signature=(ids, ids, ids, tf.TensorSpec((None,), tf.bool), states))
+    def step(source, target_in, target_out, reset, state):
+        features, new_state = model.exchange({"source": source, "target_in": target_in,
+                                              "reset": reset, "state": list(state)})
+        projected = []
+
+        def project(x):
+            projected.append(model.output_layer(x))  # (N, V), real positions only
+            return projected[-1]
+
+        loss_sum, tokens = real_token_loss(features, target_out, project)
+        labels = tf.boolean_mask(target_out, tf.not_equal(target_out, PAD_ID))  # (N,)
+        guess = tf.argmax(projected[0], axis=-1, output_type=tf.int32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(guess, labels), tf.float32))
+        return loss_sum, tokens, correct, tuple(new_state)
+
+    return step
+
+
+def _zeros(model: Any, rows: int) -> tuple[np.ndarray, ...]:
+    c = model.config_
+    return tuple(np.zeros((rows, c.hidden_dim), np.float32)
+                 for _ in range(c.depths[1] * c.state_size))
+
+
+def _score(model: Any, step: Callable, items: Iterator[list[Exchange]],
+           ngram: KneserNeyTrigram, batch_size: int) -> dict[str, Any]:
+    """Perplexities and accuracy over the split, walking lanes exactly as training does."""
+    counts = {"exchanges": 0, "ngram": 0.0, "ngram_tokens": 0}
+
+    def scored(items: Iterator[list[Exchange]]) -> Iterator[list[Exchange]]:
+        for conversation in items:
+            for e in conversation:
+                cost, n = ngram.cost(e.target_out)
+                counts["ngram"] += cost
+                counts["ngram_tokens"] += n
+            counts["exchanges"] += len(conversation)
+            yield conversation
+
+    zeros = _zeros(model, batch_size)
+    every = np.ones(batch_size, bool)
+    state: Any = zeros
+    loss = loss_alone = correct = 0.0
+    tokens = 0
+    for b in lanes(scored(items), batch_size):
+        args = (b.source, b.target_in, b.target_out)
+        part, count, right, state = step(*args, b.reset, state)
+        # The same exchanges, every row starting afresh: what the model knows without
+        # the conversation so far.
+        alone, _, _, _ = step(*args, every, zeros)
+        loss, loss_alone = loss + float(part), loss_alone + float(alone)
+        correct += float(right)
+        tokens += int(count)
+    if tokens != counts["ngram_tokens"]:  # both must score the very same tokens
+        raise AssertionError(f"{tokens} model tokens but {counts['ngram_tokens']} n-gram ones")
+    return {"exchanges": counts["exchanges"], "tokens": tokens,
+            "perplexity": _perplexity(loss, tokens),
+            "perplexity_no_context": _perplexity(loss_alone, tokens),
+            "ngram_perplexity": _perplexity(counts["ngram"], tokens),
+            "token_accuracy": correct / tokens if tokens else None}
+
+
+def teacher_states(model: Any, step: Callable,
+                   chosen: list[list[Exchange]]) -> list[list[np.ndarray]]:
+    """The state before each exchange of `chosen` (in order), on training's path: each
+    conversation from zeros, every known exchange fed through the model. (1, H) arrays."""
+    before: list[list[np.ndarray]] = []
+    for start in range(0, len(chosen), _WALK_ROWS):
+        group = chosen[start:start + _WALK_ROWS]
+        rows = len(group)
+        state: Any = _zeros(model, rows)
+        found: list[list[list[np.ndarray]]] = [[] for _ in group]
+        longest = max(len(c) for c in group)
+        for k in range(longest):
+            values = [np.asarray(s) for s in state]
+            for i, c in enumerate(group):
+                if k < len(c):
+                    found[i].append([v[i:i + 1] for v in values])
+            if k == longest - 1:
+                break
+            batch = [c[k] if k < len(c) else Exchange([], [], []) for c in group]
+            _, _, _, state = step(_pad([e.source for e in batch]),
+                                  _pad([e.target_in for e in batch]),
+                                  _pad([e.target_out for e in batch]),
+                                  np.full(rows, k == 0), state)
+        before.extend(s for per in found for s in per)
+    return before
+
+
+def _pad(rows: list[list[int]]) -> np.ndarray:
+    out = np.zeros((len(rows), max(1, max(len(r) for r in rows))), np.int32)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
+
+
+def _reply_metrics(loaded: ModelDirectory, step: Callable,
+                   items: Generator[list[Exchange], None, None], limit: int, settings: Any,
+                   report: Progress) -> dict[str, Any]:
+    """Greedy replies to the split's first `limit` exchanges, against the real replies."""
+    from chatbot.decode.responder import Responder
+    from chatbot.decode.settings import DecodeSettings
+
+    chosen: list[list[Exchange]] = []
+    count = 0
+    for conversation in items:
+        if count >= limit:
+            break
+        chosen.append(conversation[:limit - count])
+        count += len(chosen[-1])
+    items.close()  # the rest of the split is not needed: let go of the store now
+    empty = {"replies": 0, "distinct_1": None, "distinct_2": None, "avg_reply_tokens": None,
+             "generic_rate": None, "bleu": None}
+    if not count:
+        return empty
+    report("replies", 0, count)  # the search compiles first: show the stage has begun
+    states = teacher_states(loaded.model, step, chosen)
+    flat = [e for c in chosen for e in c]
+    responder = Responder(loaded, settings or DecodeSettings(method="greedy"))
+    decode = loaded.tokenizer.decode
+    texts, lengths, hypotheses, references = [], [], [], []
+    for start in range(0, count, _REPLY_BATCH):
+        part = flat[start:start + _REPLY_BATCH]
+        found = responder.reply_ids([e.source for e in part],
+                                    states[start:start + _REPLY_BATCH])
+        for e, (text, _, info) in zip(part, found, strict=True):
+            texts.append(text)
+            lengths.append(info.tokens)
+            hypotheses.append(metrics.words(text))
+            references.append(metrics.words(decode(e.target_out)))
+        report("replies", len(texts), count)
+    return {"replies": count,
+            "distinct_1": metrics.distinct_n(hypotheses, 1),
+            "distinct_2": metrics.distinct_n(hypotheses, 2),
+            "avg_reply_tokens": sum(lengths) / count,
+            "generic_rate": metrics.generic_rate([" ".join(h) for h in hypotheses]),
+            "bleu": metrics.corpus_bleu(hypotheses, references)}

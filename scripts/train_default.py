@@ -1,0 +1,74 @@
+"""Train the built-in default model and package it into chatbot/default_model/.
+
+Seeded and resumable: the chitchat-dataset conversations (installed with the project) are
+ingested into a corpus store, a seq2seq LSTM is trained on them with the settings below,
+and its best checkpoint (by validation perplexity) is written to the package with float16
+weights (under 10 MB). Run it again to continue an interrupted run; `--epochs` may be
+raised to train longer.
+
+Usage: python scripts/train_default.py [--work DIR] [--epochs 2] [--max-steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = ROOT / "chatbot" / "default_model"
+
+# The default: what fits 10 MB as float16 and trains on a laptop CPU in about an hour.
+# (Measured on chitchat's validation split; see docs/results.md.)
+SETTINGS = {"family": "seq2seq", "cell": "lstm", "embedding_dim": 128, "hidden_dim": 256,
+            "vocab_size": 8000, "batch_size": 32, "seed": 0, "valid_fraction": 0.05}
+
+
+def main() -> None:
+    from chatbot.corpus.ingest import builtin_inputs, ingest
+    from chatbot.corpus.store import CorpusStore
+    from chatbot.corpus.types import ReadOptions
+    from chatbot.model import directory
+    from chatbot.model.config import ModelConfig
+    from chatbot.paths import data_dir
+    from chatbot.train.loop import Trainer, TrainOptions
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=data_dir() / "default-build",
+                        help="where the corpus store and the full model are kept")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--model", type=Path, default=None,
+                        help="package this trained model directory instead of training")
+    args = parser.parse_args()
+
+    model_dir = args.model
+    if model_dir is None:
+        args.work.mkdir(parents=True, exist_ok=True)
+        db = args.work / "chitchat.db"
+        files, fmt = builtin_inputs("chitchat")
+        with CorpusStore(db) as store:
+            ingest(store, files, ReadOptions(), fmt)  # a no-op when already there
+        model_dir = args.work / "model"
+        s = SETTINGS
+        options = TrainOptions(db=db, model_dir=model_dir, vocab_size=s["vocab_size"],
+                               batch_size=s["batch_size"], epochs=args.epochs,
+                               max_steps=args.max_steps, valid_fraction=s["valid_fraction"],
+                               seed=s["seed"], checkpoint_every=500)
+        config = ModelConfig(family=s["family"], cell=s["cell"], vocab_size=s["vocab_size"],
+                             embedding_dim=s["embedding_dim"], hidden_dim=s["hidden_dim"])
+        resume = (model_dir / directory.CONFIG_FILE).exists()
+        if resume:
+            config = directory.read_config(model_dir)
+        result = Trainer(options, config, resume=resume).run()
+        print(json.dumps(result.as_json()))
+    directory.save_compact(model_dir, PACKAGE_DIR)
+    size = sum(p.stat().st_size for p in PACKAGE_DIR.iterdir())
+    print(f"packaged {model_dir} into {PACKAGE_DIR} ({size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
