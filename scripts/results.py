@@ -54,6 +54,11 @@ def train(db: Path, model_dir: Path, fields: dict, steps: int, hidden: int) -> d
     from chatbot.model.config import ModelConfig
     from chatbot.train.loop import Trainer, TrainOptions
 
+    done = model_dir / "run.json"
+    if done.exists():  # trained by an earlier run of this script with the same settings
+        previous = json.loads(done.read_text())
+        if previous.get("wanted") == [fields, steps, hidden]:
+            return previous
     if model_dir.exists():
         shutil.rmtree(model_dir)
     options = TrainOptions(db=db, model_dir=model_dir, vocab_size=4000, batch_size=32,
@@ -63,7 +68,10 @@ def train(db: Path, model_dir: Path, fields: dict, steps: int, hidden: int) -> d
                          **{"cell": "lstm", **fields})
     start = time.perf_counter()
     result = Trainer(options, config).run()
-    return {**result.as_json(), "seconds": time.perf_counter() - start}
+    summary = {**result.as_json(), "seconds": time.perf_counter() - start,
+               "wanted": [fields, steps, hidden]}
+    done.write_text(json.dumps(summary))
+    return summary
 
 
 def evaluate(model, db: Path, exchanges: int) -> dict:

@@ -108,12 +108,17 @@ def save_compact(source: Path | str, destination: Path | str) -> Path:
     for path in source.iterdir():
         if path.name.startswith("tokenizer.") or path.name in (CONFIG_FILE, METADATA_FILE):
             shutil.copyfile(path, destination / path.name)
-    arrays = {v.path: np.asarray(v.numpy(), np.float16) for v in loaded.model.weights}
+    arrays = {_weight_key(v): np.asarray(v.numpy(), np.float16) for v in loaded.model.weights}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     write_atomic(destination / COMPACT_FILE, buffer.getvalue())
     (destination / MODEL_FILE).unlink(missing_ok=True)
     return destination
+
+
+def _weight_key(variable: Any) -> str:
+    """A weight's path inside the model, without the model's own (numbered) name."""
+    return variable.path.split("/", 1)[-1]
 
 
 def _load_compact(path: Path, config: ModelConfig) -> Any:
@@ -128,7 +133,7 @@ def _load_compact(path: Path, config: ModelConfig) -> Any:
         raise ChatbotError(f"{path}: cannot read the weights: {e}") from None
     model = ConversationModel(config)
     for variable in model.weights:
-        value = stored.get(variable.path)
+        value = stored.get(_weight_key(variable))
         if value is None or tuple(value.shape) != tuple(variable.shape):
             raise ChatbotError(f"{path}: the weights do not fit the config "
                                f"({variable.path})")
