@@ -140,15 +140,9 @@ def baseline(db: Path, steps: int) -> dict:
 
 
 def chitchat_db(tmp: Path) -> Path:
-    from chatbot.corpus.ingest import builtin_inputs, ingest
-    from chatbot.corpus.store import CorpusStore
-    from chatbot.corpus.types import ReadOptions
+    from chatbot.corpus.ingest import ingest_builtin
 
-    db = tmp / "chitchat.db"
-    files, fmt = builtin_inputs("chitchat")
-    with CorpusStore(db) as store:
-        ingest(store, files, ReadOptions(), fmt)
-    return db
+    return ingest_builtin(tmp / "chitchat.db", "chitchat")
 
 
 def main() -> None:

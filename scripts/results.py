@@ -34,20 +34,19 @@ ARCHITECTURES = [  # (name, ModelConfig fields)
     ("attention", {"family": "attention"}),
     ("seq2seq, no context", {"family": "seq2seq", "context_sensitive": False}),
 ]
+DECODINGS = [  # other ways to pick the default model's replies, against greedy
+    ("beam 5", {"method": "beam", "beam_size": 5}),
+    ("beam 5, anti-LM 0.3", {"method": "beam", "beam_size": 5, "antilm": 0.3}),
+    ("sample, top-p 0.9", {"method": "sample", "top_p": 0.9, "seed": 0}),
+]
 COLUMNS = ["perplexity", "perplexity_no_context", "ngram_perplexity", "token_accuracy",
            "distinct_1", "distinct_2", "avg_reply_tokens", "generic_rate", "bleu"]
 
 
 def chitchat_db(work: Path) -> Path:
-    from chatbot.corpus.ingest import builtin_inputs, ingest
-    from chatbot.corpus.store import CorpusStore
-    from chatbot.corpus.types import ReadOptions
+    from chatbot.corpus.ingest import ingest_builtin
 
-    db = work / "chitchat.db"
-    files, fmt = builtin_inputs("chitchat")
-    with CorpusStore(db) as store:
-        ingest(store, files, ReadOptions(), fmt)
-    return db
+    return ingest_builtin(work / "chitchat.db", "chitchat")
 
 
 def train(db: Path, model_dir: Path, fields: dict, steps: int, hidden: int) -> dict:
@@ -74,10 +73,10 @@ def train(db: Path, model_dir: Path, fields: dict, steps: int, hidden: int) -> d
     return summary
 
 
-def evaluate(model, db: Path, exchanges: int) -> dict:
+def evaluate(model, db: Path, exchanges: int, settings=None) -> dict:
     from chatbot.evaluate.run import evaluate as run
 
-    return run(model, db, split="valid", max_exchanges=exchanges)
+    return run(model, db, split="valid", max_exchanges=exchanges, settings=settings)
 
 
 def slug(name: str) -> str:
@@ -136,7 +135,14 @@ def main() -> None:
                   f"{config.hidden_dim}, vocabulary {config.vocab_size}; trained "
                   f"{meta.get('steps')} steps ({meta.get('epochs')} epochs) by "
                   "`scripts/train_default.py`.", ""]
-        lines += header("model") + [row("default", metrics), ""]
+        lines += header("model (replies decoded by)") + [row("default (greedy)", metrics)]
+        from chatbot.decode.settings import DecodeSettings
+
+        for name, settings in DECODINGS:
+            other = evaluate(default, db, args.exchanges, DecodeSettings(**settings))
+            lines.append(row(f"default ({name})", other))
+            print(lines[-1], flush=True)
+        lines.append("")
         goals = [
             ("perplexity <= 0.7 x ngram_perplexity",
              metrics["perplexity"] <= 0.7 * metrics["ngram_perplexity"],

@@ -28,9 +28,7 @@ SETTINGS = {"family": "seq2seq", "cell": "lstm", "embedding_dim": 128, "hidden_d
 
 
 def main() -> None:
-    from chatbot.corpus.ingest import builtin_inputs, ingest
-    from chatbot.corpus.store import CorpusStore
-    from chatbot.corpus.types import ReadOptions
+    from chatbot.corpus.ingest import ingest_builtin
     from chatbot.model import directory
     from chatbot.model.config import ModelConfig
     from chatbot.paths import data_dir
@@ -48,10 +46,7 @@ def main() -> None:
     model_dir = args.model
     if model_dir is None:
         args.work.mkdir(parents=True, exist_ok=True)
-        db = args.work / "chitchat.db"
-        files, fmt = builtin_inputs("chitchat")
-        with CorpusStore(db) as store:
-            ingest(store, files, ReadOptions(), fmt)  # a no-op when already there
+        db = ingest_builtin(args.work / "chitchat.db", "chitchat")  # no-op when there
         model_dir = args.work / "model"
         s = SETTINGS
         options = TrainOptions(db=db, model_dir=model_dir, vocab_size=s["vocab_size"],

@@ -172,3 +172,12 @@ def ingest(
         if on_file is not None:
             on_file(result)
     return report
+
+
+def ingest_builtin(db: Path, name: str) -> Path:
+    """Ingest an installed dataset (see `builtin_inputs`) into the store at `db`, with
+    the default options; a no-op when it is already there. Returns `db`."""
+    files, fmt = builtin_inputs(name)
+    with CorpusStore(db) as store:
+        ingest(store, files, ReadOptions(), fmt)
+    return db
