@@ -6,7 +6,7 @@ and its best checkpoint (by validation perplexity) is written to the package wit
 weights (under 10 MB). Run it again to continue an interrupted run; `--epochs` may be
 raised to train longer.
 
-Usage: python scripts/train_default.py [--work DIR] [--epochs 2] [--max-steps N]
+Usage: python scripts/train_default.py [--work DIR] [--epochs 4] [--max-steps N] [--model DIR]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=data_dir() / "default-build",
                         help="where the corpus store and the full model are kept")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--model", type=Path, default=None,
                         help="package this trained model directory instead of training")
@@ -61,6 +61,15 @@ def main() -> None:
         result = Trainer(options, config, resume=resume).run()
         print(json.dumps(result.as_json()))
     directory.save_compact(model_dir, PACKAGE_DIR)
+    # The shipped metadata names the corpus, not this machine's paths.
+    meta_path = PACKAGE_DIR / directory.METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["corpus"] = "chitchat-dataset (chatbot ingest --builtin chitchat)"
+    for key in ("db", "model_dir"):
+        meta.get("options", {}).pop(key, None)
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    for path in PACKAGE_DIR.iterdir():
+        path.chmod(0o644)
     size = sum(p.stat().st_size for p in PACKAGE_DIR.iterdir())
     print(f"packaged {model_dir} into {PACKAGE_DIR} ({size / 1e6:.1f} MB)")
 
