@@ -178,6 +178,15 @@ def main() -> None:
         lines += table + ["", "Training curves (train and validation perplexity):", ""]
         lines += [f"![{name}](curves/{slug(name)}.png)" for name, _ in ARCHITECTURES]
         lines.append("")
+        from chatbot.evaluate.explain import write_explanation
+
+        text = "do you like to travel?"
+        _, shown = write_explanation(args.work / slug("attention"), text,
+                                     DOCS / "explain.png")
+        lines += ["## Where attention looks", "",
+                  f"`chatbot explain --model <attention model> \"{text}\"` on the attention "
+                  f"model above (greedy reply: \"{shown.reply}\"):", "",
+                  "![attention heatmap](explain.png)", ""]
     RESULTS.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {RESULTS}")
 

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 
 from chatbot.decode.settings import DecodeSettings
 from chatbot.errors import ChatbotError
-from chatbot.model import directory as model_files
 from chatbot.model.builtin import NO_BUILTIN_MODEL, builtin_model_dir
-from chatbot.model.directory import CONFIG_FILE, MODEL_FILE, read_config
+from chatbot.model.directory import COMPACT_FILE, CONFIG_FILE, MODEL_FILE, read_config
 
 if TYPE_CHECKING:
     from chatbot.decode.responder import Responder
@@ -40,7 +39,7 @@ _NOISE = (
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 # The weights: model.keras, or the float16 file the built-in model ships in instead.
-WEIGHT_FILES = (MODEL_FILE, getattr(model_files, "COMPACT_FILE", "weights.f16.npz"))
+WEIGHT_FILES = (MODEL_FILE, COMPACT_FILE)
 
 
 def weights_file(model_dir: Path) -> Path | None:
