@@ -12,7 +12,7 @@ from pathlib import Path
 from chatbot.corpus.formats import KNOWN_EXTENSIONS, Format, detect, format_named
 from chatbot.corpus.readers.cornell import SKIP_NAMES  # companions read through another
 from chatbot.corpus.source import Source
-from chatbot.corpus.store import CorpusStore
+from chatbot.corpus.store import CorpusStore, SourceCounts
 from chatbot.corpus.subtitles.cue import CuesOutOfOrder
 from chatbot.corpus.textfile import scan
 from chatbot.corpus.types import ReadOptions
@@ -30,6 +30,13 @@ class FileResult:
     skipped_conversations: int = 0
     unchanged_as: str | None = None  # the path it was first ingested from, when a no-op
     error: str | None = None
+
+    def count(self, counts: SourceCounts) -> FileResult:
+        """Take the counts a store write returned (`CorpusStore.add_source`)."""
+        self.conversations = counts.conversations
+        self.turns = counts.turns
+        self.skipped_conversations = counts.skipped_conversations
+        return self
 
 
 @dataclass
@@ -138,10 +145,7 @@ def ingest_file(
     except ChatbotError as e:
         result.error = f"{path}: {e}"
         return result
-    result.conversations = counts.conversations
-    result.turns = counts.turns
-    result.skipped_conversations = counts.skipped_conversations
-    return result
+    return result.count(counts)
 
 
 # Formats whose parser decodes the bytes itself (JSON is UTF; XML declares its encoding).

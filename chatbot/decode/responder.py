@@ -26,6 +26,7 @@ from chatbot.decode.settings import DecodeSettings
 from chatbot.errors import ChatbotError
 from chatbot.model import directory
 from chatbot.model.directory import ModelDirectory
+from chatbot.model.exchanges import pad_ids
 from chatbot.text.tokenizer import BOS_ID
 
 State = list[np.ndarray]
@@ -142,7 +143,7 @@ class Responder:
             self._advance = _compile_exchange(self.model, self._count, self._shape[1])
         rows = [self._check(s) for s in states]
         stacked = tuple(np.concatenate([row[i] for row in rows]) for i in range(self._count))
-        out = self._advance(_pad(sources), _pad(targets_in), stacked)
+        out = self._advance(pad_ids(sources), pad_ids(targets_in), stacked)
         return [[np.asarray(s[n:n + 1]) for s in out] for n in range(len(sources))]
 
     def _result(self, hypotheses: list[Hypothesis], seconds: float,
@@ -163,15 +164,6 @@ class Responder:
                 f"this conversation state does not fit the model (it needs {self._count} "
                 f"arrays of shape {self._shape}); start a new conversation")
         return arrays
-
-
-def _pad(rows: Sequence[Sequence[int]]) -> np.ndarray:
-    """Rows of ids right-padded with zeros into (N, width), width at least 1."""
-    width = max(1, max(len(r) for r in rows))
-    out = np.zeros((len(rows), width), np.int32)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row
-    return out
 
 
 def _compile_exchange(model: Any, count: int, hidden: int) -> Any:

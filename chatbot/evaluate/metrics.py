@@ -75,3 +75,8 @@ def corpus_bleu(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequen
             log_precision += math.log(match / total)
     brevity = 1.0 if hyp_len > ref_len else math.exp(1.0 - ref_len / hyp_len)
     return 100.0 * brevity * math.exp(log_precision / max_n)
+
+
+def perplexity(loss_sum: float, tokens: int) -> float | None:
+    """exp(mean loss per token), capped at e^50; None when there are no tokens."""
+    return math.exp(min(loss_sum / tokens, 50.0)) if tokens else None

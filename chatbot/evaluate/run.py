@@ -16,7 +16,6 @@ stable hash (`in_split`), so `valid` never holds a conversation the model traine
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from chatbot.errors import ChatbotError
 from chatbot.evaluate import metrics
 from chatbot.evaluate.ngram import KneserNeyTrigram
 from chatbot.model.directory import ModelDirectory
-from chatbot.model.exchanges import Exchange
+from chatbot.model.exchanges import Exchange, pad_ids
 from chatbot.train.data import SPLITS, conversations, lanes
 from chatbot.train.loop import TrainOptions
 
@@ -107,10 +106,6 @@ class _Counted:
             self.report(self.stage, done, self.total)
 
 
-def _perplexity(loss_sum: float, tokens: int) -> float | None:
-    return math.exp(min(loss_sum / tokens, 50.0)) if tokens else None
-
-
 def _compile_step(model: Any) -> Callable:
     """One exchange for a batch of rows: (loss sum, real tokens, correct argmaxes, state).
 
@@ -183,9 +178,9 @@ def _score(model: Any, step: Callable, items: Iterator[list[Exchange]],
     if tokens != counts["ngram_tokens"]:  # both must score the very same tokens
         raise AssertionError(f"{tokens} model tokens but {counts['ngram_tokens']} n-gram ones")
     return {"exchanges": counts["exchanges"], "tokens": tokens,
-            "perplexity": _perplexity(loss, tokens),
-            "perplexity_no_context": _perplexity(loss_alone, tokens),
-            "ngram_perplexity": _perplexity(counts["ngram"], tokens),
+            "perplexity": metrics.perplexity(loss, tokens),
+            "perplexity_no_context": metrics.perplexity(loss_alone, tokens),
+            "ngram_perplexity": metrics.perplexity(counts["ngram"], tokens),
             "token_accuracy": correct / tokens if tokens else None}
 
 
@@ -208,19 +203,12 @@ def teacher_states(model: Any, step: Callable,
             if k == longest - 1:
                 break
             batch = [c[k] if k < len(c) else Exchange([], [], []) for c in group]
-            _, _, _, state = step(_pad([e.source for e in batch]),
-                                  _pad([e.target_in for e in batch]),
-                                  _pad([e.target_out for e in batch]),
+            _, _, _, state = step(pad_ids([e.source for e in batch]),
+                                  pad_ids([e.target_in for e in batch]),
+                                  pad_ids([e.target_out for e in batch]),
                                   np.full(rows, k == 0), state)
         before.extend(s for per in found for s in per)
     return before
-
-
-def _pad(rows: list[list[int]]) -> np.ndarray:
-    out = np.zeros((len(rows), max(1, max(len(r) for r in rows))), np.int32)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row
-    return out
 
 
 def _reply_metrics(loaded: ModelDirectory, step: Callable,

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+
 from chatbot.text.tokenizer import BOS_ID, EOS_ID
 
 
@@ -38,3 +40,11 @@ def exchanges(turns: Sequence[Sequence[int]], max_len: int | None = None) -> lis
         else:
             result.append(Exchange(source, [BOS_ID, *reply], [*reply, EOS_ID]))
     return result
+
+
+def pad_ids(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """Rows of ids right-padded with zeros (PAD) into (N, width), width at least 1."""
+    out = np.zeros((len(rows), max(1, max((len(r) for r in rows), default=0))), np.int32)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out

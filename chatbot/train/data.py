@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from chatbot.model.exchanges import Exchange, exchanges
+from chatbot.model.exchanges import Exchange, exchanges, pad_ids
 
 SPLITS = ("train", "valid", "all")
 
@@ -116,16 +116,8 @@ def lanes(items: Iterator[list[Exchange]], batch_size: int, pool: int = 0) -> It
         for lane, c in enumerate(current):
             if c is not None:
                 position[lane] += 1
-        yield Batch(_pad([r.source for r in rows]), _pad([r.target_in for r in rows]),
-                    _pad([r.target_out for r in rows]), reset)
-
-
-def _pad(rows: list[list[int]]) -> np.ndarray:
-    width = max(1, max(len(r) for r in rows))
-    out = np.zeros((len(rows), width), dtype=np.int32)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out
+        yield Batch(pad_ids([r.source for r in rows]), pad_ids([r.target_in for r in rows]),
+                    pad_ids([r.target_out for r in rows]), reset)
 
 
 def dataset(make_batches: Callable[[], Iterator[Batch]], batch_size: int) -> Any:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.errors import ChatbotError
+from chatbot.evaluate.metrics import perplexity
 from chatbot.files import write_atomic
 from chatbot.model import directory
 from chatbot.model.config import ModelConfig
@@ -100,10 +101,6 @@ def saved_options(model_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _perplexity(loss_sum: float, tokens: int) -> float | None:
-    return math.exp(min(loss_sum / tokens, 50.0)) if tokens else None
-
-
 @contextlib.contextmanager
 def _writing(what: Path) -> Iterator[None]:
     """Turn a failed write (a full disk, a lost mount) into one line; the files written
@@ -155,7 +152,8 @@ class Trainer:
         self.multiworker = options.strategy == "multiworker"
         if not Path(options.db).exists():
             raise ChatbotError(f"{options.db}: no corpus database; run `chatbot ingest` first")
-        if CorpusStore(options.db).stats()["conversations"] == 0:
+        store = CorpusStore(options.db)  # for the checks and the tokenizer; closed below
+        if store.stats()["conversations"] == 0:
             raise ChatbotError(f"{options.db}: the corpus has no conversation of two turns; "
                                "ingest some first")
         model_dir = Path(options.model_dir)
@@ -177,8 +175,7 @@ class Trainer:
                                    "to continue it, or choose another directory")
             keras.utils.set_random_seed(options.seed)
             # Deterministic: every worker fits the same tokenizer from the same corpus.
-            self.tokenizer = fit_tokenizer(options.tokenizer, CorpusStore(options.db),
-                                           options.vocab_size)
+            self.tokenizer = fit_tokenizer(options.tokenizer, store, options.vocab_size)
             config = ModelConfig.from_dict({**config.to_dict(),
                                             "vocab_size": self.tokenizer.vocab_size})
             if self.chief:
@@ -190,6 +187,7 @@ class Trainer:
                     write_atomic(model_dir / STATE_FILE, json.dumps(
                         {k: str(v) if isinstance(v, Path) else v
                          for k, v in asdict(options).items()}, indent=2).encode())
+        store.close()  # training reads through its own connection (see _dataset)
         self.config = config
         with self.strategy.scope():
             self.model = ConversationModel(config)
@@ -326,7 +324,7 @@ class Trainer:
         for source, target_in, target_out, reset in self._dataset(split, 0):
             loss, count, state = self._eval_step(source, target_in, target_out, reset, state)
             loss_sum, tokens = loss_sum + float(loss), tokens + int(count)
-        return _perplexity(loss_sum, tokens)
+        return perplexity(loss_sum, tokens)
 
     def _validate(self) -> float | None:
         """Validation perplexity at the current step (computed once per step)."""
@@ -396,7 +394,7 @@ class Trainer:
                 if step % o.log_every == 0:
                     loss_sum, tokens = meter.take_window()
                     self.log.record("train", step, {"loss": loss_sum / max(tokens, 1),
-                                                    "perplexity": _perplexity(loss_sum, tokens),
+                                                    "perplexity": perplexity(loss_sum, tokens),
                                                     "tokens_per_second": meter.rate})
                 if step % o.checkpoint_every == 0:
                     self.save_checkpoint(state)
@@ -454,7 +452,7 @@ class Trainer:
     def _fill(self, result: TrainResult, valid: float | None, meter: _Meter) -> TrainResult:
         result.steps = int(self.step.numpy())
         result.epochs = int(self.epoch.numpy())
-        result.train_perplexity = _perplexity(meter.loss_sum, meter.tokens)
+        result.train_perplexity = perplexity(meter.loss_sum, meter.tokens)
         result.valid_perplexity = valid
         result.tokens_per_second = meter.rate
         if self.multiworker:

@@ -53,8 +53,5 @@ def ingest_transcripts(
     except sqlite3.OperationalError as e:  # e.g. the corpus locked past the busy timeout
         result.error = f"{corpus.path}: cannot write the corpus database: {e}"
         return result
-    result.conversations = counts.conversations
-    result.turns = counts.turns
-    result.skipped_conversations = counts.skipped_conversations
-    return result
+    return result.count(counts)
 
