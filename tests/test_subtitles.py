@@ -22,7 +22,7 @@ def write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path
 
 
 def cue(start_s: float, end_s: float, *lines: str) -> Cue:
-    return Cue(int(start_s * 1000), int(end_s * 1000), tuple(lines), 1)
+    return Cue(int(start_s * 1000), int(end_s * 1000), "\n".join(lines), 1)
 
 
 # --- SRT parsing -------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_segment_gap_option(tmp_path):
 
 def test_reorder_window_and_external_sort():
     cues = [cue(5, 6, "late"), cue(1, 2, "a"), cue(2, 3, "b"), cue(3, 4, "c")]
-    assert [c.lines for c in in_start_order(cues, window=8)][0] == ("a",)
+    assert [c.text for c in in_start_order(cues, window=8)][0] == "a"
     early_last = [cue(1, 2, "a"), cue(2, 3, "b"), cue(3, 4, "c"), cue(0.5, 1, "early")]
     with pytest.raises(CuesOutOfOrder):
         list(in_start_order(early_last, window=1))

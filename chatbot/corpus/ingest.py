@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib.resources
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -112,6 +114,19 @@ def _digest(path: Path, own: str, fmt: Format) -> str:
     return hashlib.sha256("".join(sorted(parts)).encode()).hexdigest()
 
 
+@contextmanager
+def _rare_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector rarely for a while: reading makes millions of
+    short-lived tuples and no reference cycles, and at the default pace (a collection
+    every 700 allocations) the collector cost about 7% of an SRT file's ingest."""
+    threshold = gc.get_threshold()
+    gc.set_threshold(100_000, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+
+
 def ingest_file(
     store: CorpusStore, path: Path, options: ReadOptions, fmt: Format | None = None
 ) -> FileResult:
@@ -134,11 +149,12 @@ def ingest_file(
                 fmt.read(source, opts), opts.min_turns,
             )
 
-        try:
-            counts = store_with(options)
-        except CuesOutOfOrder:
-            # Too disordered to sort while streaming: read again through an on-disk sort.
-            counts = store_with(replace(options, sort_externally=True))
+        with _rare_collections():
+            try:
+                counts = store_with(options)
+            except CuesOutOfOrder:
+                # Too disordered to sort while streaming: read again through an on-disk sort.
+                counts = store_with(replace(options, sort_externally=True))
     except ReaderError as e:
         result.error = str(e)
         return result

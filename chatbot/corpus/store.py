@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlite_utils import Database, Migrations
 
+from chatbot.corpus.bulk_write import BatchWriter
 from chatbot.corpus.types import Conversation, Turn
 from chatbot.errors import ChatbotError
 
@@ -72,23 +73,6 @@ def m001_create_tables(db: Database) -> None:
     db.execute("DROP TRIGGER turns_ai")
 
 
-_BATCH = 4096  # turns per INSERT batch: memory stays small, calls into SQLite stay few
-
-
-def _insert(conn: sqlite3.Connection, conversations: list[tuple], turns: list[tuple]) -> None:
-    """Insert and clear the pending rows."""
-    conn.executemany(
-        "INSERT INTO conversations (id, source_id, position) VALUES (?, ?, ?)", conversations
-    )
-    conn.executemany(
-        "INSERT INTO turns (conversation_id, position, speaker, text, start_ms, end_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        turns,
-    )
-    conversations.clear()
-    turns.clear()
-
-
 @dataclass(frozen=True)
 class SourceCounts:
     """What one source added: conversations and turns kept, conversations dropped."""
@@ -111,14 +95,16 @@ def _check_file(path: Path) -> None:
 class CorpusStore:
     """A corpus database file. Opening it applies pending migrations."""
 
-    def __init__(self, path: Path | str, any_thread: bool = False) -> None:
-        """Open (or create) the store; `any_thread` lets one thread at a time, not only the
-        opening one, use it (tf.data runs a generator on whichever thread is free)."""
+    def __init__(self, path: Path | str) -> None:
+        """Open (or create) the store."""
         self.path = Path(path)
         _check_file(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = Database(sqlite3.connect(self.path, check_same_thread=not any_thread))
+            # Not tied to the opening thread: add_source writes through a worker thread
+            # (bulk_write), and tf.data runs its generator on whichever thread is free.
+            # The store is still used by one thread at a time.
+            self.db = Database(sqlite3.connect(self.path, check_same_thread=False))
             self.db.conn.execute("PRAGMA busy_timeout = 10000")
             self.db.conn.execute("PRAGMA foreign_keys = ON")
             tables = set(self.db.table_names())
@@ -185,31 +171,17 @@ class CorpusStore:
                     "VALUES (?, ?, ?, ?, ?)",
                     (path, sha256, fmt, encoding, datetime.now(UTC).isoformat(timespec="seconds")),
                 ).lastrowid
-                last_turn = conn.execute("SELECT COALESCE(MAX(id), 0) FROM turns").fetchone()[0]
-                next_id = conn.execute(
+                first_id = conn.execute(
                     "SELECT COALESCE(MAX(id), 0) + 1 FROM conversations"
                 ).fetchone()[0]
-                conversation_rows: list[tuple] = []
-                turn_rows: list[tuple] = []
-                for conversation in conversations:
-                    if len(conversation.turns) < min_turns:
-                        skipped += 1
-                        continue
-                    conversation_rows.append((next_id, source_id, kept))
-                    turn_rows.extend(
-                        (next_id, i, t.speaker, t.text, t.start_ms, t.end_ms)
-                        for i, t in enumerate(conversation.turns)
-                    )
-                    next_id += 1
-                    kept += 1
-                    turns += len(conversation.turns)
-                    if len(turn_rows) >= _BATCH:
-                        _insert(conn, conversation_rows, turn_rows)
-                _insert(conn, conversation_rows, turn_rows)
-                conn.execute(
-                    "INSERT INTO turns_fts (rowid, text) SELECT id, text FROM turns WHERE id > ?",
-                    (last_turn,),
-                )
+                with BatchWriter(conn, source_id, first_id) as writer:
+                    for conversation in conversations:
+                        if len(conversation.turns) < min_turns:
+                            skipped += 1
+                            continue
+                        writer.add(conversation)
+                        kept += 1
+                        turns += len(conversation.turns)
                 conn.execute(
                     "UPDATE sources SET conversations = ?, turns = ?, skipped_conversations = ? "
                     "WHERE id = ?",

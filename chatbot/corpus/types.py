@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Subtitles: a silence longer than this (seconds) between two spoken cues ends a
 # conversation. Chosen from real files: see chatbot/corpus/subtitles/segment.py.
@@ -11,9 +12,12 @@ DEFAULT_GAP_SECONDS = 5.0
 DEFAULT_MIN_TURNS = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Turn:
-    """One speaker's contribution: the text, and who said it and when, where known."""
+class Turn(NamedTuple):
+    """One speaker's contribution: the text, and who said it and when, where known.
+
+    A NamedTuple rather than a frozen dataclass: ingestion makes one per turn of every
+    file, and a tuple is several times cheaper to make.
+    """
 
     text: str
     speaker: str | None = None

@@ -306,7 +306,7 @@ class Trainer:
         o = self.options
 
         def batches():
-            store = CorpusStore(o.db, any_thread=True)  # tf.data moves between threads
+            store = CorpusStore(o.db)
             items = conversations(store, self.tokenizer, split, o.valid_fraction, o.max_len)
             if split == "train":
                 items = shuffled(items, o.pool, o.seed * 100_003 + epoch)

@@ -60,11 +60,11 @@ def _dialogue(source: Source, value: str, fields: tuple[str, ...], number: int) 
     if _DRAWING.search(body):
         return None  # vector drawing commands, not speech
     body = _BREAKS.sub("\n", body).replace("\\h", " ")
-    lines = tuple(part.strip() for part in body.split("\n") if part.strip())
-    if not lines:
+    text = "\n".join(part.strip() for part in body.split("\n") if part.strip())
+    if not text:
         return None
     speaker = row.get("name", "").strip() or None
-    return Cue(to_ms(*start.groups()), to_ms(*end.groups()), lines, number, speaker)
+    return Cue(to_ms(*start.groups()), to_ms(*end.groups()), text, number, speaker)
 
 
 def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:

@@ -33,7 +33,7 @@ def to_ms(value: str | None) -> int | None:
     return None
 
 
-def _lines(p: ET.Element) -> tuple[str, ...]:
+def _text(p: ET.Element) -> str:
     """The text of a <p>, with <br/> as a line break and nested <span>s flattened."""
     parts = [p.text or ""]
     for child in p.iter():
@@ -44,7 +44,7 @@ def _lines(p: ET.Element) -> tuple[str, ...]:
         else:
             parts.append(child.text or "")
         parts.append(child.tail or "")
-    return tuple(line.strip() for line in "".join(parts).split("\n") if line.strip())
+    return "\n".join(line.strip() for line in "".join(parts).split("\n") if line.strip())
 
 
 def parse(source: Source) -> Iterator[Cue]:
@@ -58,9 +58,9 @@ def parse(source: Source) -> Iterator[Cue]:
                 if start is None:
                     source.warn("<p> without a usable begin time skipped")
                 else:
-                    lines = _lines(element)
-                    if lines:
-                        yield Cue(start, end if end is not None else start, lines, 0)
+                    text = _text(element)
+                    if text:
+                        yield Cue(start, end if end is not None else start, text, 0)
                 element.clear()
     except ET.ParseError as e:
         raise ReaderError(source.path, f"invalid XML: {e.msg if hasattr(e, 'msg') else e}",

@@ -59,9 +59,9 @@ def _cue(source: Source, block: list[tuple[int, str]]) -> Iterator[Cue]:
             source.warn("malformed timing line skipped with its cue", number)
             return
         g = match.groups()
-        body = tuple(entry[1] for entry in block[i + 1 :])
+        body = [entry[1] for entry in block[i + 1 :]]
         if body:
-            yield Cue(to_ms(*g[0:4]), to_ms(*g[4:8]), body, number, _voice(body))
+            yield Cue(to_ms(*g[0:4]), to_ms(*g[4:8]), "\n".join(body), number, _voice(body))
         return
 
 

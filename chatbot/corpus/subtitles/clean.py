@@ -36,18 +36,28 @@ def strip_markup(text: str) -> str:
     return text
 
 
-# Every credit pattern contains one of these; checking them first keeps the common case fast.
-_CREDIT_HINT = re.compile(
-    r"by|from|sub|sync|www|http|\.(com|org|net|tv)|caption|transcript|podnapisi|yts|yify|"
-    r"advertis|vip|correct|encode|ripped",
-    re.IGNORECASE,
+# Every credit pattern contains one of these. Checked first, on lower-cased text: a
+# case-insensitive alternation costs four times as much per character in `re`, and this
+# check runs on every cue of every file. Grouped by first letter, which `re` tries faster.
+_HINTS = (
+    r"a(?:dvertis|ddic7ed)|by|caption|from|http|podnapisi|s(?:ub|ync)|vip|www|y(?:ts|ify)|"
+    r"\.(?:com|org|net|tv)"
 )
+_CREDIT_HINT = re.compile(_HINTS)
+# Either of the two checks above in one pass (most cues match neither).
+_SPECIAL_OR_HINT = re.compile(rf"{_HINTS}|{_SPECIAL.pattern}")
 _WORD = re.compile(r"[^\W_]")
+_DASHES = "-‐‑–—"
 
 
 def is_credit(text: str) -> bool:
     """True for 'Downloaded From www.AllSubs.org', 'Subtitles by ...' and the like."""
-    return _CREDIT_HINT.search(text) is not None and _CREDIT.search(text) is not None
+    return _CREDIT_HINT.search(text.lower()) is not None and _CREDIT.search(text) is not None
+
+
+def is_plain_speech(text: str) -> bool:
+    """True when the text needs no cleaning and cannot be a credit (the common case)."""
+    return _SPECIAL_OR_HINT.search(text.lower()) is None
 
 
 def is_plain(text: str) -> bool:
@@ -65,6 +75,11 @@ def clean_line(line: str) -> tuple[str | None, str, bool]:
     if _SPECIAL.search(line) is None:
         line = " ".join(line.split())
         return None, line if _WORD.search(line) else "", False
+    line = line.strip()
+    if line[:1] in _DASHES and _SPECIAL.search(line, 1) is None:
+        # The next most common case: a dash opening plain speech ("- Really?").
+        line = " ".join(line[1:].split())
+        return None, line if _WORD.search(line) else "", True
     line = strip_markup(line).strip()
     dash = bool(_DASH.match(line)) and not line.startswith("--")
     if dash:

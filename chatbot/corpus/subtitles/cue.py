@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import json
 import sqlite3
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -14,7 +15,8 @@ REORDER_WINDOW = 4096
 
 
 class Cue(NamedTuple):
-    """One timed subtitle: start and end in milliseconds, its text lines, where it was read.
+    """One timed subtitle: start and end in milliseconds, its text (lines separated by
+    "\n", not yet cleaned), where it was read.
 
     A NamedTuple rather than a frozen dataclass: files hold millions of cues, and a tuple
     is three times cheaper to make.
@@ -22,7 +24,7 @@ class Cue(NamedTuple):
 
     start_ms: int
     end_ms: int
-    lines: tuple[str, ...]
+    text: str
     line: int  # line number of the timing line, for messages
     speaker: str | None = None  # from the format itself (ASS Name field, VTT <v> span)
 
@@ -31,24 +33,37 @@ class CuesOutOfOrder(Exception):
     """Internal: the file is too far out of order for the in-memory window; sort externally."""
 
 
+def _start(cue: Cue) -> int:
+    return cue.start_ms
+
+
 def in_start_order(cues: Iterable[Cue], window: int = REORDER_WINDOW) -> Iterator[Cue]:
     """Yield cues sorted by start time, holding at most `window` of them in memory.
 
-    Real subtitle files are nearly sorted (a misplaced cue or two), so a small heap fixes
-    them while streaming. A cue that lands before one already yielded raises
+    Real subtitle files are nearly sorted (a misplaced cue or two), so a small sorted
+    window fixes them while streaming. A cue that lands before one already yielded raises
     CuesOutOfOrder, and the caller starts again with `externally_sorted`.
     """
-    heap: list[tuple[int, int, Cue]] = []
-    last = -1
-    for seq, cue in enumerate(cues):
-        if cue.start_ms < last:
+    # A deque kept sorted, not a heap: a cue in order (nearly all of them) is appended
+    # at the end in O(1); only a misplaced one is inserted by bisection. Ties keep file
+    # order.
+    held: deque[Cue] = deque()
+    last = -1  # start of the cue yielded last
+    newest = -1  # start of the last cue held
+    for cue in cues:
+        start = cue.start_ms
+        if start >= newest:
+            held.append(cue)
+            newest = start
+        elif start < last:
             raise CuesOutOfOrder
-        heapq.heappush(heap, (cue.start_ms, seq, cue))
-        if len(heap) > window:
-            last, _, first = heapq.heappop(heap)
+        else:
+            held.insert(bisect.bisect_right(held, start, key=_start), cue)
+        if len(held) > window:
+            first = held.popleft()
+            last = first.start_ms
             yield first
-    while heap:
-        yield heapq.heappop(heap)[2]
+    yield from held
 
 
 def externally_sorted(cues: Iterable[Cue]) -> Iterator[Cue]:
@@ -60,15 +75,15 @@ def externally_sorted(cues: Iterable[Cue]) -> Iterator[Cue]:
             conn.executemany(
                 "INSERT INTO cues VALUES (?, ?, ?)",
                 (
-                    (c.start_ms, i, json.dumps([c.end_ms, c.lines, c.line, c.speaker]))
+                    (c.start_ms, i, json.dumps([c.end_ms, c.text, c.line, c.speaker]))
                     for i, c in enumerate(cues)
                 ),
             )
             conn.execute("CREATE INDEX cues_order ON cues (start_ms, seq)")
             rows = conn.execute("SELECT start_ms, rest FROM cues ORDER BY start_ms, seq")
             for start, rest in rows:
-                end, lines, line, speaker = json.loads(rest)
-                yield Cue(start, end, tuple(lines), line, speaker)
+                end, text, line, speaker = json.loads(rest)
+                yield Cue(start, end, text, line, speaker)
         finally:
             conn.close()
 

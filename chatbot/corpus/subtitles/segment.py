@@ -11,9 +11,14 @@ about 13 cues on the film, long enough to carry context, short enough to stay on
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
-from chatbot.corpus.subtitles.clean import clean_line, has_words, is_credit, is_plain
+from chatbot.corpus.subtitles.clean import (
+    clean_line,
+    has_words,
+    is_credit,
+    is_plain,
+    is_plain_speech,
+)
 from chatbot.corpus.subtitles.cue import Cue
 from chatbot.corpus.types import Conversation, Turn
 
@@ -32,41 +37,30 @@ def is_unfinished(text: str) -> bool:
     return not end.endswith(_TERMINAL)
 
 
-@dataclass
-class _Builder:
-    """A turn being assembled from one or more cues."""
-
-    parts: list[str]
-    speaker: str | None
-    start_ms: int
-    end_ms: int
-
-    def text(self) -> str:
-        return " ".join(self.parts)
-
-    def turn(self) -> Turn:
-        return Turn(self.text(), self.speaker, self.start_ms, self.end_ms)
-
-
 def cue_pieces(cue: Cue) -> list[tuple[str | None, str, bool]]:
     """Clean a cue and split it into turn pieces; lines without a dash continue the last."""
-    joined = "\n".join(cue.lines)
-    if is_credit(joined):
-        return []
-    if is_plain(joined):  # the common case: one piece, nothing to clean
-        text = " ".join(joined.split())
-        return [(cue.speaker, text, False)] if has_words(text) else []
+    text = cue.text
+    if not is_plain_speech(text):  # the common case skips both checks below
+        if is_credit(text):
+            return []
+        if not is_plain(text):
+            return _cleaned_pieces(cue)
+    text = " ".join(text.split())  # nothing to clean: one piece
+    return [(cue.speaker, text, False)] if has_words(text) else []
+
+
+def _cleaned_pieces(cue: Cue) -> list[tuple[str | None, str, bool]]:
     pieces: list[tuple[str | None, str, bool]] = []
-    for raw in cue.lines:
-        speaker, text, dash = clean_line(raw)
+    for raw in cue.text.split("\n"):
+        speaker, line, dash = clean_line(raw)
         speaker = speaker or cue.speaker
-        if not text:
+        if not line:
             continue
         if pieces and not dash and (speaker is None or speaker == pieces[-1][0]):
             last_speaker, last_text, last_dash = pieces[-1]
-            pieces[-1] = (last_speaker, f"{last_text} {text}", last_dash)
+            pieces[-1] = (last_speaker, f"{last_text} {line}", last_dash)
         else:
-            pieces.append((speaker, text, dash))
+            pieces.append((speaker, line, dash))
     return pieces
 
 
@@ -78,30 +72,34 @@ def _join(previous: str, following: str) -> str:
 def segment(cues: Iterable[Cue], gap_seconds: float) -> Iterator[Conversation]:
     """Group ordered cues into conversations of turns."""
     gap_ms = int(gap_seconds * 1000)
-    turns: list[_Builder] = []
-    last_end: int | None = None
+    # Turns being built, as [text, speaker, start_ms, end_ms] lists: this loop runs once
+    # per cue of every file, and a list is the cheapest thing to grow in place.
+    turns: list[list] = []
+    last_end = -1  # end of the latest cue so far; -1 before the first one
+    new = tuple.__new__  # Turn(*t) without the Python-level __new__: once per turn
     for cue in cues:
         pieces = cue_pieces(cue)
         if not pieces:
             continue
-        pause = last_end is not None and cue.start_ms - last_end > gap_ms
-        if turns and (pause or len(turns) >= MAX_TURNS):
-            yield Conversation([b.turn() for b in turns])
+        if turns and (cue.start_ms - last_end > gap_ms or len(turns) >= MAX_TURNS):
+            yield Conversation([new(Turn, t) for t in turns])
             turns = []
-        last_end = max(last_end or 0, cue.end_ms)
-        for i, (speaker, text, dash) in enumerate(pieces):
-            previous = turns[-1] if turns else None
-            continues = (
-                previous is not None
-                and i == 0
-                and not dash
-                and is_unfinished(previous.text())
-                and (speaker is None or speaker == previous.speaker)
-            )
-            if continues:
-                previous.parts[-1] = _join(previous.parts[-1], text)
-                previous.end_ms = max(previous.end_ms, cue.end_ms)
-            else:
-                turns.append(_Builder([text], speaker, cue.start_ms, cue.end_ms))
+        if cue.end_ms > last_end:
+            last_end = cue.end_ms
+        speaker, text, dash = pieces[0]
+        previous = turns[-1] if turns else None
+        if (
+            previous is not None
+            and not dash
+            and (speaker is None or speaker == previous[1])
+            and is_unfinished(previous[0])
+        ):
+            previous[0] = _join(previous[0], text)
+            if cue.end_ms > previous[3]:
+                previous[3] = cue.end_ms
+        else:
+            turns.append([text, speaker, cue.start_ms, cue.end_ms])
+        for speaker, text, _ in pieces[1:]:
+            turns.append([text, speaker, cue.start_ms, cue.end_ms])
     if turns:
-        yield Conversation([b.turn() for b in turns])
+        yield Conversation([new(Turn, t) for t in turns])
