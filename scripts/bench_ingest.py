@@ -2,12 +2,14 @@
 
 Builds a large SRT file from real cues (../shared/corpora/subtitles/pysrt-utf-8.srt when
 present, else generated dialogue), then in the same run times:
-  ours:     chatbot's ingest of the file into a fresh corpus database (streaming),
+  ours:     chatbot's ingest of the file into a fresh corpus database (streaming; a file
+            this large is parsed by a second process, see chatbot/corpus/subtitles/child.py),
   baseline: srt.parse over the same file (parse only: it reads the whole text into memory).
-Prints both, the ratio baseline/ours (goal: >= 1.0) and the peak RSS of each, each measured
-in its own child process.
+Each runs in a fresh interpreter, --rounds times, interleaved; prints the medians, the
+ratio baseline/ours (goal: >= 1.0) and the peak RSS of each (for ours, its process plus
+its reader process).
 
-Usage: python scripts/bench_ingest.py [--size-mb 100] [--keep FILE]
+Usage: python scripts/bench_ingest.py [--size-mb 30] [--rounds 3] [--keep FILE]
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,17 +64,20 @@ def build(path: Path, size_mb: int) -> int:
 
 
 OURS = """
-import sys, time
+import resource, sys, time
 from pathlib import Path
 from chatbot.corpus.ingest import ingest_file
 from chatbot.corpus.store import CorpusStore
 from chatbot.corpus.types import ReadOptions
+Path(sys.argv[2]).unlink(missing_ok=True)
 store = CorpusStore(Path(sys.argv[2]))
 start = time.perf_counter()
 result = ingest_file(store, Path(sys.argv[1]), ReadOptions())
 elapsed = time.perf_counter() - start
 assert result.error is None, result.error
-print(elapsed, result.conversations, result.turns)
+peak = sum(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN))
+print(elapsed, result.conversations, result.turns, peak / 1024)
 """
 
 # Our parser alone, the same work as the baseline does (for where the time goes).
@@ -108,7 +114,8 @@ def child(code: str, *args: str) -> tuple[list[str], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--size-mb", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="keep the generated file here")
     parser.add_argument("--memory-only", action="store_true",
                         help="time and measure only our ingest (srt.parse of a huge file "
@@ -118,22 +125,34 @@ def main() -> None:
         path = args.keep or Path(tmp) / "big.srt"
         cues = build(path, args.size_mb)
         size = path.stat().st_size / (1 << 20)
-        ours, ours_rss = child(OURS, str(path), str(Path(tmp) / "corpus.db"))
-        if not args.memory_only:
-            parse_only, _ = child(OURS_PARSE, str(path))
-            base, base_rss = child(BASELINE, str(path))
-    ours_s = float(ours[0])
-    print(f"file: {size:.0f} MB, {cues} cues ({'real' if REAL.exists() else 'generated'} text)")
+        runs: dict[str, list[float]] = {"ours": [], "parse": [], "base": []}
+        for _ in range(1 if args.memory_only else args.rounds):
+            db = Path(tmp) / "corpus.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+            ours, _ = child(OURS, str(path), str(db))
+            runs["ours"].append(float(ours[0]))
+            ours_rss = float(ours[3])
+            if not args.memory_only:
+                parse_only, _ = child(OURS_PARSE, str(path))
+                runs["parse"].append(float(parse_only[0]))
+                base, base_rss = child(BASELINE, str(path))
+                runs["base"].append(float(base[0]))
+    ours_s = statistics.median(runs["ours"])
+    print(f"file: {size:.0f} MB, {cues} cues ({'real' if REAL.exists() else 'generated'} text), "
+          f"median of {len(runs['ours'])} runs each")
     print(f"ours (parse+segment+store): {ours_s:7.2f} s  {cues / ours_s:9.0f} cues/s  "
-          f"peak RSS {ours_rss:6.0f} MB  -> {ours[1]} conversations, {ours[2]} turns")
+          f"peak RSS {ours_rss:6.0f} MB  -> {ours[1]} conversations, {ours[2]} turns  "
+          f"(runs: {', '.join(f'{t:.2f}' for t in runs['ours'])})")
     if args.memory_only:
         return
-    base_s = float(base[0])
-    parse_s = float(parse_only[0])
+    base_s = statistics.median(runs["base"])
+    parse_s = statistics.median(runs["parse"])
     print(f"ours, parse only:           {parse_s:7.2f} s  {cues / parse_s:9.0f} cues/s  "
           f"(ratio srt.parse / ours: {base_s / parse_s:.2f})")
     print(f"srt.parse alone:            {base_s:7.2f} s  {cues / base_s:9.0f} cues/s  "
-          f"peak RSS (max of both runs) {base_rss:6.0f} MB")
+          f"peak RSS (max of its runs) {base_rss:6.0f} MB  "
+          f"(runs: {', '.join(f'{t:.2f}' for t in runs['base'])})")
     print(f"ratio (srt.parse time / ours): {base_s / ours_s:.2f}  (goal >= 1.0)")
     print(json.dumps({"size_mb": round(size), "cues": cues, "ours_s": round(ours_s, 2),
                       "srt_parse_s": round(base_s, 2), "ratio": round(base_s / ours_s, 2),

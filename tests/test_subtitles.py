@@ -10,7 +10,7 @@ from chatbot.corpus.readers import ass, srt, vtt
 from chatbot.corpus.subtitles import cue as cue_module
 from chatbot.corpus.subtitles.clean import clean_line, is_credit, strip_markup
 from chatbot.corpus.subtitles.cue import Cue, CuesOutOfOrder, in_start_order
-from chatbot.corpus.subtitles.segment import is_unfinished, segment
+from chatbot.corpus.subtitles.segment import cleaned, is_unfinished, segment
 from chatbot.corpus.types import ReadOptions
 from tests.readers_util import read_all, texts
 
@@ -208,7 +208,7 @@ def test_segment_gap_dashes_and_continuations():
         cue(22.5, 23, "Me..."),
         cue(23.2, 24, "...your brother."),
     ]
-    convs = list(segment(cues, gap_seconds=5))
+    convs = list(segment(cleaned(cues), gap_seconds=5))
     assert texts(convs) == [
         ["I think that we should go.", "Now?", "Yes, now."],
         ["Who's there?", "Me... your brother."],
@@ -217,7 +217,8 @@ def test_segment_gap_dashes_and_continuations():
 
 
 def test_segment_speaker_labels_split_and_attach():
-    convs = list(segment([cue(1, 2, "ANN: Hi.", "BOB: Hello"), cue(2.5, 3, "there.")], 5))
+    cues = [cue(1, 2, "ANN: Hi.", "BOB: Hello"), cue(2.5, 3, "there.")]
+    convs = list(segment(cleaned(cues), 5))
     assert [(t.speaker, t.text) for t in convs[0].turns] == [
         ("ANN", "Hi."),
         ("BOB", "Hello there."),
@@ -236,13 +237,14 @@ def test_segment_gap_option(tmp_path):
 
 
 def test_reorder_window_and_external_sort():
-    cues = [cue(5, 6, "late"), cue(1, 2, "a"), cue(2, 3, "b"), cue(3, 4, "c")]
-    assert [c.text for c in in_start_order(cues, window=8)][0] == "a"
-    early_last = [cue(1, 2, "a"), cue(2, 3, "b"), cue(3, 4, "c"), cue(0.5, 1, "early")]
+    cues = list(cleaned([cue(5, 6, "late"), cue(1, 2, "a"), cue(2, 3, "b"), cue(3, 4, "c")]))
+    assert [c[2][0][1] for c in in_start_order(cues, window=8)] == ["a", "b", "c", "late"]
+    early_last = list(cleaned([cue(1, 2, "a"), cue(2, 3, "b"), cue(3, 4, "c"),
+                               cue(0.5, 1, "early")]))
     with pytest.raises(CuesOutOfOrder):
         list(in_start_order(early_last, window=1))
     ordered = list(cue_module.externally_sorted(cues))
-    assert [c.start_ms for c in ordered] == [1000, 2000, 3000, 5000]
+    assert [c[0] for c in ordered] == [1000, 2000, 3000, 5000]
     assert ordered[-1] == cues[0]
 
 

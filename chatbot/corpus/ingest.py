@@ -120,7 +120,7 @@ def _rare_collections() -> Iterator[None]:
     short-lived tuples and no reference cycles, and at the default pace (a collection
     every 700 allocations) the collector cost about 7% of an SRT file's ingest."""
     threshold = gc.get_threshold()
-    gc.set_threshold(100_000, *threshold[1:])
+    gc.set_threshold(1_000_000, *threshold[1:])
     try:
         yield
     finally:

@@ -69,4 +69,4 @@ def _dialogue(source: Source, value: str, fields: tuple[str, ...], number: int) 
 
 def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
     """ASS/SSA file -> conversations."""
-    return conversations(parse(source), options)
+    return conversations(parse, source, options)

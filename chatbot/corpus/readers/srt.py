@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import repeat
 
 from chatbot.corpus.source import Source
 from chatbot.corpus.subtitles.cue import Cue
@@ -20,6 +21,13 @@ _TIMING_LINE = re.compile(
     rf"\n[ \t\ufeff]*(?:{_TIME}[ \t]*-+>[ \t]*{_TIME}(?:[ \t][^\n]*)?"
     r"|(\d+[ \t]*:[^\n]*-+>[^\n]*))$",
     re.MULTILINE,
+)
+# The usual timing line exactly ("00:01:02,500 --> 00:01:04,000"): simpler, so a third
+# faster to split on. Used for a chunk when it finds every arrow ("->") in the chunk, as
+# every line the lenient pattern would take has one; else the chunk is split again with
+# the lenient one. Same groups, less the last.
+_EXACT_TIMING_LINE = re.compile(
+    r"\n(\d+:\d\d):(\d\d),(\d\d\d) --> (\d+:\d\d):(\d\d),(\d\d\d)$", re.MULTILINE
 )
 _GROUPS = 7
 _MAX_CUE_TEXT = 1 << 20
@@ -61,11 +69,17 @@ def parse(source: Source) -> Iterator[Cue]:
     new = tuple.__new__  # Cue(...) without the Python-level __new__: once per cue
     minutes = _Minutes()
     for chunk in text.chunks():
-        parts = _TIMING_LINE.split(pending + chunk)
-        # parts = [text, 7 groups of a timing line, text, 7 groups, ..., text]: zip over
-        # one iterator takes them eight at a time and leaves the last text in `parts`.
+        buffer = pending + chunk
+        parts = _EXACT_TIMING_LINE.split(buffer)
         fields = iter(parts)
-        cues = zip(*[fields] * (_GROUPS + 1), strict=False)
+        if len(parts) // _GROUPS == buffer.count("->"):
+            # parts = [text, 6 groups of a timing line, text, 6 groups, ..., text]: zip
+            # over one iterator takes them seven at a time and leaves the last text.
+            cues = zip(*[fields] * _GROUPS, repeat(None), strict=False)
+        else:
+            parts = _TIMING_LINE.split(buffer)  # 7 groups, the last for malformed lines
+            fields = iter(parts)
+            cues = zip(*[fields] * (_GROUPS + 1), strict=False)
         for body, hm1, s1, f1, hm2, s2, f2, malformed in cues:
             line += body.count("\n") + 1
             if timing is not None:
@@ -97,4 +111,4 @@ def parse(source: Source) -> Iterator[Cue]:
 
 def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
     """SubRip file -> conversations."""
-    return conversations(parse(source), options)
+    return conversations(parse, source, options)

@@ -69,4 +69,4 @@ def parse(source: Source) -> Iterator[Cue]:
 
 def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
     """TTML file -> conversations."""
-    return conversations(parse(source), options)
+    return conversations(parse, source, options)

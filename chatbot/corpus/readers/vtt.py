@@ -67,4 +67,4 @@ def _cue(source: Source, block: list[tuple[int, str]]) -> Iterator[Cue]:
 
 def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
     """WebVTT file -> conversations."""
-    return conversations(parse(source), options)
+    return conversations(parse, source, options)

@@ -1,4 +1,5 @@
-"""A subtitle cue and the machinery to put cues in start-time order with flat memory."""
+"""A subtitle cue, a cleaned cue, and the machinery to put cleaned cues in start-time
+order with flat memory."""
 
 from __future__ import annotations
 
@@ -29,15 +30,24 @@ class Cue(NamedTuple):
     speaker: str | None = None  # from the format itself (ASS Name field, VTT <v> span)
 
 
+# A cue after cleaning: (start_ms, end_ms, pieces), a piece being (speaker, text, opens
+# with a dash). Plain tuples: they cross from a reader process (subtitles/child.py), and
+# a tuple pickles fastest.
+Piece = tuple[str | None, str, bool]
+CleanCue = tuple[int, int, list[Piece]]
+
+
 class CuesOutOfOrder(Exception):
     """Internal: the file is too far out of order for the in-memory window; sort externally."""
 
 
-def _start(cue: Cue) -> int:
-    return cue.start_ms
+def _start(cue: CleanCue) -> int:
+    return cue[0]
 
 
-def in_start_order(cues: Iterable[Cue], window: int = REORDER_WINDOW) -> Iterator[Cue]:
+def in_start_order(
+    cues: Iterable[CleanCue], window: int = REORDER_WINDOW
+) -> Iterator[CleanCue]:
     """Yield cues sorted by start time, holding at most `window` of them in memory.
 
     Real subtitle files are nearly sorted (a misplaced cue or two), so a small sorted
@@ -47,11 +57,11 @@ def in_start_order(cues: Iterable[Cue], window: int = REORDER_WINDOW) -> Iterato
     # A deque kept sorted, not a heap: a cue in order (nearly all of them) is appended
     # at the end in O(1); only a misplaced one is inserted by bisection. Ties keep file
     # order.
-    held: deque[Cue] = deque()
+    held: deque[CleanCue] = deque()
     last = -1  # start of the cue yielded last
     newest = -1  # start of the last cue held
     for cue in cues:
-        start = cue.start_ms
+        start = cue[0]
         if start >= newest:
             held.append(cue)
             newest = start
@@ -61,12 +71,12 @@ def in_start_order(cues: Iterable[Cue], window: int = REORDER_WINDOW) -> Iterato
             held.insert(bisect.bisect_right(held, start, key=_start), cue)
         if len(held) > window:
             first = held.popleft()
-            last = first.start_ms
+            last = first[0]
             yield first
     yield from held
 
 
-def externally_sorted(cues: Iterable[Cue]) -> Iterator[Cue]:
+def externally_sorted(cues: Iterable[CleanCue]) -> Iterator[CleanCue]:
     """Sort any number of cues by start time through a temporary on-disk SQLite table."""
     with tempfile.TemporaryDirectory(prefix="chatbot-sort-") as tmp:
         conn = sqlite3.connect(f"{tmp}/cues.db")
@@ -74,20 +84,18 @@ def externally_sorted(cues: Iterable[Cue]) -> Iterator[Cue]:
             conn.execute("CREATE TABLE cues (start_ms INTEGER, seq INTEGER, rest TEXT)")
             conn.executemany(
                 "INSERT INTO cues VALUES (?, ?, ?)",
-                (
-                    (c.start_ms, i, json.dumps([c.end_ms, c.text, c.line, c.speaker]))
-                    for i, c in enumerate(cues)
-                ),
+                ((start, i, json.dumps([end, pieces])) for i, (start, end, pieces) in
+                 enumerate(cues)),
             )
             conn.execute("CREATE INDEX cues_order ON cues (start_ms, seq)")
             rows = conn.execute("SELECT start_ms, rest FROM cues ORDER BY start_ms, seq")
             for start, rest in rows:
-                end, text, line, speaker = json.loads(rest)
-                yield Cue(start, end, text, line, speaker)
+                end, pieces = json.loads(rest)
+                yield start, end, [tuple(piece) for piece in pieces]
         finally:
             conn.close()
 
 
-def ordered(cues: Iterable[Cue], external: bool) -> Iterator[Cue]:
+def ordered(cues: Iterable[CleanCue], external: bool) -> Iterator[CleanCue]:
     """Cues in start order: streaming by default, externally sorted when asked."""
     return externally_sorted(cues) if external else in_start_order(cues, REORDER_WINDOW)

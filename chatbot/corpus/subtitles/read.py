@@ -1,14 +1,23 @@
-"""The pipeline every subtitle reader shares: cues -> start order -> conversations."""
+"""The pipeline every subtitle reader shares: cues -> cleaned -> start order ->
+conversations; a large file is parsed and cleaned by a second process (child.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
-from chatbot.corpus.subtitles.cue import Cue, ordered
-from chatbot.corpus.subtitles.segment import segment
+from chatbot.corpus.source import Source
+from chatbot.corpus.subtitles import child
+from chatbot.corpus.subtitles.cue import ordered
+from chatbot.corpus.subtitles.segment import cleaned, segment
 from chatbot.corpus.types import Conversation, ReadOptions
 
 
-def conversations(cues: Iterable[Cue], options: ReadOptions) -> Iterator[Conversation]:
-    """Order the parsed cues by start time and segment them into conversations."""
+def conversations(
+    parse: child.Parser, source: Source, options: ReadOptions
+) -> Iterator[Conversation]:
+    """Parse the file with `parse`, clean and order its cues, and segment them."""
+    if source.info.size >= child.CHILD_MIN_BYTES:
+        cues = child.cleaned_in_child(parse, source)
+    else:
+        cues = cleaned(parse(source))
     return segment(ordered(cues, options.sort_externally), options.gap_seconds)

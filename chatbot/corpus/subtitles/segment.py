@@ -19,7 +19,7 @@ from chatbot.corpus.subtitles.clean import (
     is_plain,
     is_plain_speech,
 )
-from chatbot.corpus.subtitles.cue import Cue
+from chatbot.corpus.subtitles.cue import CleanCue, Cue, Piece
 from chatbot.corpus.types import Conversation, Turn
 
 # A conversation longer than this is split: nothing that long is one exchange of talk, and
@@ -37,7 +37,7 @@ def is_unfinished(text: str) -> bool:
     return not end.endswith(_TERMINAL)
 
 
-def cue_pieces(cue: Cue) -> list[tuple[str | None, str, bool]]:
+def cue_pieces(cue: Cue) -> list[Piece]:
     """Clean a cue and split it into turn pieces; lines without a dash continue the last."""
     text = cue.text
     if not is_plain_speech(text):  # the common case skips both checks below
@@ -49,8 +49,8 @@ def cue_pieces(cue: Cue) -> list[tuple[str | None, str, bool]]:
     return [(cue.speaker, text, False)] if has_words(text) else []
 
 
-def _cleaned_pieces(cue: Cue) -> list[tuple[str | None, str, bool]]:
-    pieces: list[tuple[str | None, str, bool]] = []
+def _cleaned_pieces(cue: Cue) -> list[Piece]:
+    pieces: list[Piece] = []
     for raw in cue.text.split("\n"):
         speaker, line, dash = clean_line(raw)
         speaker = speaker or cue.speaker
@@ -64,28 +64,33 @@ def _cleaned_pieces(cue: Cue) -> list[tuple[str | None, str, bool]]:
     return pieces
 
 
+def cleaned(cues: Iterable[Cue]) -> Iterator[CleanCue]:
+    """Each cue that says something, as (start_ms, end_ms, pieces)."""
+    for cue in cues:
+        pieces = cue_pieces(cue)
+        if pieces:
+            yield cue.start_ms, cue.end_ms, pieces
+
+
 def _join(previous: str, following: str) -> str:
     """'I was thinking...' + '...about you' -> 'I was thinking... about you'."""
     return f"{previous} {following.lstrip('.…').lstrip()}"
 
 
-def segment(cues: Iterable[Cue], gap_seconds: float) -> Iterator[Conversation]:
-    """Group ordered cues into conversations of turns."""
+def segment(cues: Iterable[CleanCue], gap_seconds: float) -> Iterator[Conversation]:
+    """Group cleaned cues, in start order, into conversations of turns."""
     gap_ms = int(gap_seconds * 1000)
     # Turns being built, as [text, speaker, start_ms, end_ms] lists: this loop runs once
     # per cue of every file, and a list is the cheapest thing to grow in place.
     turns: list[list] = []
     last_end = -1  # end of the latest cue so far; -1 before the first one
     new = tuple.__new__  # Turn(*t) without the Python-level __new__: once per turn
-    for cue in cues:
-        pieces = cue_pieces(cue)
-        if not pieces:
-            continue
-        if turns and (cue.start_ms - last_end > gap_ms or len(turns) >= MAX_TURNS):
+    for start, end, pieces in cues:
+        if turns and (start - last_end > gap_ms or len(turns) >= MAX_TURNS):
             yield Conversation([new(Turn, t) for t in turns])
             turns = []
-        if cue.end_ms > last_end:
-            last_end = cue.end_ms
+        if end > last_end:
+            last_end = end
         speaker, text, dash = pieces[0]
         previous = turns[-1] if turns else None
         if (
@@ -95,11 +100,12 @@ def segment(cues: Iterable[Cue], gap_seconds: float) -> Iterator[Conversation]:
             and is_unfinished(previous[0])
         ):
             previous[0] = _join(previous[0], text)
-            if cue.end_ms > previous[3]:
-                previous[3] = cue.end_ms
+            if end > previous[3]:
+                previous[3] = end
         else:
-            turns.append([text, speaker, cue.start_ms, cue.end_ms])
-        for speaker, text, _ in pieces[1:]:
-            turns.append([text, speaker, cue.start_ms, cue.end_ms])
+            turns.append([text, speaker, start, end])
+        if len(pieces) > 1:
+            for speaker, text, _ in pieces[1:]:
+                turns.append([text, speaker, start, end])
     if turns:
         yield Conversation([new(Turn, t) for t in turns])
