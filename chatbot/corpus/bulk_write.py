@@ -15,6 +15,7 @@ import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from chatbot.corpus.types import Conversation
+from chatbot.errors import ChatbotError
 
 # Turns per batch: large, because each statement costs one hand-over of the GIL back to
 # the worker (up to the 5 ms switch interval while the reader is busy); small enough
@@ -45,6 +46,12 @@ class BatchWriter:
     """
 
     def __init__(self, conn: sqlite3.Connection, source_id: int, first_id: int) -> None:
+        try:
+            conn.execute("SELECT json_valid('[]')")
+        except sqlite3.OperationalError:
+            raise ChatbotError(f"this Python's SQLite ({sqlite3.sqlite_version}) has no JSON "
+                               "functions, which storing needs (SQLite 3.38 and later have "
+                               "them built in)") from None
         self._conn = conn
         self._source_id = source_id
         self._next_id = first_id  # id of the first conversation queued now

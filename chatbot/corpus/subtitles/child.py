@@ -86,7 +86,8 @@ def _start(parse: Parser, source: Source, encoding: str) -> subprocess.Popen | N
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env,
+            # Its errors come back as messages; one that cannot even start is replaced.
+            stderr=subprocess.DEVNULL, env=env,
         )
     except OSError:
         return None
