@@ -134,20 +134,22 @@ def _packed_lstm(x, h0, c0, lengths, kernel, recurrent, bias):
             c_padded = tf.scatter_nd(real, cs, sequence_shape)
             c_before = tf.where(first[:, None], tf.gather(c0, real[:, 1]),
                                 tf.gather_nd(c_padded, earlier))
-            # Step by step: dc += dh * to_c; dz = [dc, dc, dc, dh] * to_z.
-            to_c = o * (1.0 - tanh_c * tanh_c)
-            to_z = tf.concat([g * i * (1.0 - i), c_before * f * (1.0 - f), i * (1.0 - g * g),
-                              tanh_c * o * (1.0 - o)], axis=1)
+            # Step by step: dc += dh * to_c; dz = [dc, dc, dc, dh] * to_z; dc_before = dc * f.
+            # One array, so that each step takes its rows with one slice.
+            per_position = tf.concat([d_hs, o * (1.0 - tanh_c * tanh_c), f,
+                                      g * i * (1.0 - i), c_before * f * (1.0 - f),
+                                      i * (1.0 - g * g), tanh_c * o * (1.0 - o)], axis=1)
 
             def backward(t, dh, dc, dzs):
                 n = active[t]
-                at = tf.range(starts[t], starts[t] + n)
-                dh_n = tf.gather(d_hs, at) + dh[:n]
-                dc_n = dc[:n] + dh_n * tf.gather(to_c, at)
-                dz = tf.concat([dc_n, dc_n, dc_n, dh_n], 1) * tf.gather(to_z, at)
+                d_out, to_c, f_t, to_z = tf.split(per_position[starts[t]:starts[t] + n],
+                                                  [units, units, units, 4 * units], axis=1)
+                dh_n = d_out + dh[:n]
+                dc_n = dc[:n] + dh_n * to_c
+                dz = tf.concat([dc_n, dc_n, dc_n, dh_n], 1) * to_z
                 dh = tf.ensure_shape(
                     tf.concat([tf.matmul(dz, recurrent, transpose_b=True), dh[n:]], 0), h0.shape)
-                dc = tf.ensure_shape(tf.concat([dc_n * tf.gather(f, at), dc[n:]], 0), c0.shape)
+                dc = tf.ensure_shape(tf.concat([dc_n * f_t, dc[n:]], 0), c0.shape)
                 return t - 1, dh, dc, dzs.write(t, dz)
 
             dzs = tf.TensorArray(x.dtype, size=used, infer_shape=False,

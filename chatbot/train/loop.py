@@ -137,6 +137,7 @@ class Trainer:
         from chatbot.corpus.store import CorpusStore
         from chatbot.model.network import ConversationModel
         from chatbot.text.tokenizer import fit_tokenizer, load_tokenizer
+        from chatbot.train.fused_adam import FusedAdam
         from chatbot.train.history import TrainingLog
 
         self.options, self.on_step = options, on_step
@@ -191,7 +192,7 @@ class Trainer:
         self.config = config
         with self.strategy.scope():
             self.model = ConversationModel(config)
-            optimizer_class = {"adam": keras.optimizers.Adam,
+            optimizer_class = {"adam": FusedAdam,
                                "rmsprop": keras.optimizers.RMSprop}[options.optimizer]
             self.optimizer = optimizer_class(options.learning_rate,
                                              global_clipnorm=options.clipnorm)
