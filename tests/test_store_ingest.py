@@ -6,10 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Migrations
 
 from chatbot.corpus import ingest as ingesting
 from chatbot.corpus.formats import detect, format_named
-from chatbot.corpus.store import CorpusStore, migrations
+from chatbot.corpus.store import CorpusStore, m001_create_tables, migrations
 from chatbot.corpus.subtitles import cue as cue_module
 from chatbot.corpus.types import Conversation, ReadOptions, Turn
 from chatbot.errors import ChatbotError
@@ -34,10 +35,27 @@ def write(path: Path, text: str) -> Path:
 
 def test_schema_comes_from_migrations(store):
     assert {"sources", "conversations", "turns", "turns_fts"} <= set(store.db.table_names())
-    assert [m.name for m in migrations.applied(store.db)] == ["m001_create_tables"]
+    assert [m.name for m in migrations.applied(store.db)] == [
+        "m001_create_tables", "m002_fts_without_column_sizes"]
     columns = set(store.db["sources"].columns_dict)
     assert {"path", "sha256", "format", "encoding", "ingested_at"} <= columns
     assert {"speaker", "text", "start_ms", "end_ms"} <= set(store.db["turns"].columns_dict)
+
+
+def test_a_store_from_before_m002_keeps_its_search(tmp_path, monkeypatch):
+    old = tmp_path / "old.db"
+    first = Migrations("chatbot.corpus")
+    first()(m001_create_tables)  # m001 alone: a store made before m002
+    monkeypatch.setattr("chatbot.corpus.store.migrations", first)
+    with CorpusStore(old) as store:
+        ingesting.ingest_file(store, write(tmp_path / "a.srt", SRT), ReadOptions())
+        assert store.search("fine")
+    monkeypatch.undo()
+    with CorpusStore(old) as store:  # m002 runs on opening
+        assert len(store.search("fine")) == 1
+        store.remove_source(store.db["sources"].get(1)["path"])  # the delete trigger
+        assert store.search("fine") == []
+        assert "columnsize=0" in store.db["turns_fts"].schema
 
 
 def test_ingest_counts_and_min_turns(store, tmp_path):
