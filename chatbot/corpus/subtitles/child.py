@@ -7,9 +7,10 @@ cues it receives and a thread writes them to SQLite (bulk_write).
 The child is a fresh interpreter running this module (`python -m`), not a
 multiprocessing child: that would import the caller's main script again, or fork a
 process that may hold TensorFlow's threads. It reads its job from stdin and writes
-pickled messages to stdout: (kind, payload, warnings, bytes read), where "cues" and
-"end" carry a batch of cleaned cues, "error" a ReaderError's fields and "crash" a
-traceback. A thread here reads them ahead into a bounded queue, so memory stays flat.
+length-prefixed pickled messages to stdout: (kind, payload, warnings, bytes read), where
+"cues" and "end" carry a batch of cleaned cues, "error" a ReaderError's fields and
+"crash" a traceback. A thread here reads them ahead into a bounded queue, so memory
+stays flat.
 """
 
 from __future__ import annotations
