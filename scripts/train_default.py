@@ -6,7 +6,7 @@ and its best checkpoint (by validation perplexity) is written to the package wit
 weights (under 10 MB). Run it again to continue an interrupted run; `--epochs` may be
 raised to train longer.
 
-Usage: python scripts/train_default.py [--work DIR] [--epochs 4] [--max-steps N] [--model DIR]
+Usage: python scripts/train_default.py [--work DIR] [--epochs 15] [--max-steps N] [--model DIR]
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ PACKAGE_DIR = ROOT / "chatbot" / "default_model"
 # The default: what fits 10 MB as float16 and trains on a laptop CPU in about an hour.
 # (Measured on chitchat's validation split; see docs/results.md.)
 SETTINGS = {"family": "seq2seq", "cell": "lstm", "embedding_dim": 128, "hidden_dim": 256,
-            "vocab_size": 8000, "batch_size": 32, "seed": 0, "valid_fraction": 0.05}
+            "dropout": 0.3, "vocab_size": 8000, "batch_size": 32, "lr_decay": 0.5,
+            "seed": 0, "valid_fraction": 0.05}
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=data_dir() / "default-build",
                         help="where the corpus store and the full model are kept")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--model", type=Path, default=None,
                         help="package this trained model directory instead of training")
@@ -52,9 +53,10 @@ def main() -> None:
         options = TrainOptions(db=db, model_dir=model_dir, vocab_size=s["vocab_size"],
                                batch_size=s["batch_size"], epochs=args.epochs,
                                max_steps=args.max_steps, valid_fraction=s["valid_fraction"],
-                               seed=s["seed"], checkpoint_every=500)
+                               seed=s["seed"], lr_decay=s["lr_decay"], checkpoint_every=500)
         config = ModelConfig(family=s["family"], cell=s["cell"], vocab_size=s["vocab_size"],
-                             embedding_dim=s["embedding_dim"], hidden_dim=s["hidden_dim"])
+                             embedding_dim=s["embedding_dim"], hidden_dim=s["hidden_dim"],
+                             dropout=s["dropout"])
         resume = (model_dir / directory.CONFIG_FILE).exists()
         if resume:
             config = directory.read_config(model_dir)

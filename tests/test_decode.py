@@ -73,15 +73,19 @@ def reference_greedy(model, source: list[int], state, settings: DecodeSettings):
         out = model({"source": np.array([source], np.int32), "target_in": target,
                      "state": [np.asarray(s) for s in state]})
         scores = log_softmax(np.asarray(out["logits"])[0, -1].astype(np.float64))
-        if settings.antilm and (settings.antilm_gamma == 0 or t < settings.antilm_gamma):
-            lm = model({"source": np.zeros((1, 1), np.int32), "target_in": target,
-                        "state": zeros})
-            scores -= settings.antilm * log_softmax(np.asarray(lm["logits"])[0, -1])
         scores[[PAD_ID, BOS_ID, UNK_ID]] = -np.inf
         if t < settings.min_len:
             scores[EOS_ID] = -np.inf
         if t >= settings.max_len:
             scores[np.arange(VOCAB) != EOS_ID] = -np.inf
+        if settings.antilm and (settings.antilm_gamma == 0 or t < settings.antilm_gamma):
+            lm = model({"source": np.zeros((1, 1), np.int32), "target_in": target,
+                        "state": zeros})
+            outside = np.zeros(VOCAB, bool)
+            if settings.antilm_top_k:  # candidates: the k likeliest allowed tokens
+                outside[np.argsort(-scores)[settings.antilm_top_k:]] = True
+            scores -= settings.antilm * log_softmax(np.asarray(lm["logits"])[0, -1])
+            scores[outside] = -np.inf
         token = int(np.argmax(scores))
         if token == EOS_ID:
             return ids, [np.asarray(s) for s in out["state"]]
@@ -111,6 +115,7 @@ def test_settings_are_checked():
                        (dict(top_p=0.0), "top_p"),
                        (dict(top_k=-1), "top_k"),
                        (dict(no_repeat_ngram=-2), "n-gram"),
+                       (dict(antilm_top_k=-1), "antilm_top_k"),
                        (dict(beam_size=2.5), "integer"),
                        (dict(seed=-1), "seed")]:
         with pytest.raises(ChatbotError, match=match):
@@ -286,8 +291,9 @@ def test_antilm_follows_li_et_al():
     source = [5, 6, 7]
     plain = PLAIN.replace(min_len=3)
     search = Search(model)
-    for gamma in (0, 2):  # on every token, on the first two
-        settings = plain.replace(antilm=1.5, antilm_gamma=gamma)
+    # On every token, on the first two; among all tokens, among the 3 likeliest.
+    for gamma, top_k in ((0, 0), (2, 0), (0, 3), (2, 3)):
+        settings = plain.replace(antilm=1.5, antilm_gamma=gamma, antilm_top_k=top_k)
         found = search.run([source], state, settings)[0][0]
         assert found.ids == reference_greedy(model, source, state, settings)[0]
         assert found.ids != search.run([source], state, plain)[0][0].ids  # it mattered

@@ -120,3 +120,13 @@ def test_held_state_resets_per_row():
     assert not np.allclose(third[1], first[1], atol=1e-5)
     model.reset_state()
     np.testing.assert_array_equal(np.asarray(model(inputs)), first)
+
+
+def test_dropout_reaches_the_output_features_in_training_only():
+    model = small(dropout=0.5)
+    inputs = {"source": SOURCE, "target_in": TARGET}
+    features = [np.asarray(model.exchange(inputs, training=True)[0]) for _ in range(2)]
+    # Dropped features are exact zeros, which an LSTM's output never is.
+    assert (features[0] == 0).mean() > 0.3 and not np.allclose(features[0], features[1])
+    inference = [np.asarray(model.exchange(inputs)[0]) for _ in range(2)]
+    assert np.array_equal(inference[0], inference[1]) and (inference[0] != 0).all()

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import cli
+from chatbot.errors import ChatbotError
 from chatbot.model.exchanges import Exchange
 from chatbot.train.data import in_split, lanes
 
@@ -141,6 +142,22 @@ def test_resume_inside_an_epoch_continues_exactly(corpus_db, tmp_path):
     # Same weights as the run that never stopped: optimizer, data position and the
     # lanes' conversation state all came back.
     assert resumed.weights_digest() == straight.weights_digest()
+
+
+def test_an_epoch_without_progress_lowers_the_learning_rate_and_resume_keeps_it(
+        corpus_db, tmp_path):
+    trainer = _trainer(corpus_db, tmp_path / "m", max_steps=4, lr_decay=0.25)
+    trainer.run()
+    rate = float(trainer.optimizer.learning_rate.numpy())
+    assert rate == pytest.approx(1e-3)
+    trainer.best.assign(0.0)  # no validation perplexity can beat it: a stale epoch
+    trainer._end_epoch()
+    assert trainer.stale.numpy() == 1
+    assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(rate * 0.25)
+    resumed = _trainer(corpus_db, tmp_path / "m", resume=True, max_steps=8)
+    assert float(resumed.optimizer.learning_rate.numpy()) == pytest.approx(rate * 0.25)
+    with pytest.raises(ChatbotError, match="--lr-decay 0"):
+        _trainer(corpus_db, tmp_path / "n", lr_decay=0.0)
 
 
 def test_logs_and_curves_are_written(corpus_db, tmp_path):

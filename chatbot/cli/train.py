@@ -57,13 +57,18 @@ def _depth(value: str) -> int | tuple[int, int]:
               help="rmsprop is the Keras example's choice.")
 @click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=1e-3,
               show_default=True)
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=0.5,
+              show_default=True,
+              help="Multiply the learning rate by this after an epoch that does not "
+                   "improve the validation perplexity; 1 = never.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="default",
               show_default=True,
               help="mirrored: all local GPUs; multiworker: the hosts in TF_CONFIG.")
 @json_option
 def train(db_path, model_dir, arch, cell, depth, peek, context, tokenizer, vocab_size,
           embedding_dim, hidden_dim, dropout, batch_size, epochs, max_steps, valid_fraction,
-          checkpoint_every, resume, seed, optimizer, learning_rate, strategy, as_json):
+          checkpoint_every, resume, seed, optimizer, learning_rate, lr_decay, strategy,
+          as_json):
     """Train a conversational model on the corpus store.
 
     \b
@@ -90,13 +95,13 @@ def train(db_path, model_dir, arch, cell, depth, peek, context, tokenizer, vocab
                            max_steps=max_steps, valid_fraction=valid_fraction,
                            checkpoint_every=checkpoint_every, seed=seed,
                            optimizer=optimizer, learning_rate=learning_rate,
-                           strategy=strategy)
+                           lr_decay=lr_decay, strategy=strategy)
     if resume:
         # The data order depends on these: a resumed run keeps the saved ones unless told.
         saved_run = saved_options(model_dir)
         keep = {k: saved_run[k] for k in ("batch_size", "seed", "valid_fraction", "tokenizer",
                                           "epochs", "max_steps", "checkpoint_every",
-                                          "optimizer", "learning_rate")
+                                          "optimizer", "learning_rate", "lr_decay")
                 if k in saved_run and k not in given}
         options = replace(options, **keep)
     if resume and (model_dir / "config.json").exists():

@@ -82,13 +82,15 @@ class _Knobs(NamedTuple):
     top_p: Any
     antilm: Any
     antilm_gamma: Any
+    antilm_top_k: Any
     seed: Any  # (2,) int32, for the stateless random ops
 
 
 _KNOB_SPECS = _Knobs(
     tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32),
     tf.TensorSpec((), tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32),
-    tf.TensorSpec((), tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int32))
+    tf.TensorSpec((), tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32),
+    tf.TensorSpec((2,), tf.int32))
 
 
 def length_penalty(length: Any, alpha: Any) -> Any:
@@ -146,7 +148,7 @@ class Search:
             np.int32(settings.min_len), np.int32(settings.max_len),
             np.float32(settings.length_penalty), np.float32(settings.temperature),
             np.int32(settings.top_k), np.float32(settings.top_p), np.float32(settings.antilm),
-            np.int32(settings.antilm_gamma),
+            np.int32(settings.antilm_gamma), np.int32(settings.antilm_top_k),
             np.array([seed & 0x7FFFFFFF, seed >> 31 & 0x7FFFFFFF], dtype=np.int32))
         tokens, lengths, scores, out_states = self.function(settings)(source, state, knobs)
         tokens, lengths, scores = tokens.numpy(), lengths.numpy(), scores.numpy()
@@ -207,13 +209,6 @@ class _Scorer:
         """Masked scores (R, V) of the next token, the new states and LM states."""
         logits, new_states = step.step(self.model, last, states, self.memory)
         scores = tf.nn.log_softmax(logits)  # (R, V)
-        new_lm: list = []
-        if self.key.antilm:
-            lm_logits, new_lm = step.step(self.model, last, lm_states, self.lm_memory)
-            gamma = self.knobs.antilm_gamma
-            on = tf.logical_or(gamma <= 0, t < gamma)
-            weight = tf.where(on, self.knobs.antilm, 0.0)
-            scores = scores - weight * tf.nn.log_softmax(lm_logits)
         allowed = scores + self.table[t][None, :]  # reserved ids, min and max length
         bans = []
         if self.key.no_repeat_ngram:
@@ -222,8 +217,27 @@ class _Scorer:
         if self.key.block_source_ngrams:
             bans.append(constraints.source_ban(tokens, t, self.source,
                                                self.key.block_source_ngrams, self.vocab))
+        banned = None
         if bans:
             banned = bans[0] if len(bans) == 1 else tf.logical_or(*bans)
+        new_lm: list = []
+        if self.key.antilm:
+            lm_logits, new_lm = step.step(self.model, last, lm_states, self.lm_memory)
+            gamma = self.knobs.antilm_gamma
+            on = tf.logical_or(gamma <= 0, t < gamma)
+            penalty = tf.where(on, self.knobs.antilm, 0.0) * tf.nn.log_softmax(lm_logits)
+            # The k likeliest tokens that every constraint allows are the candidates.
+            candidates = allowed if banned is None else tf.where(banned, NEG_INF, allowed)
+            top_k = self.knobs.antilm_top_k
+            kth = tf.cond(  # (R, 1): the k-th best candidate, or -inf with no limit
+                top_k > 0,
+                lambda: tf.math.top_k(candidates, tf.minimum(top_k, self.vocab)).values[:, -1:],
+                lambda: tf.fill(tf.stack([tf.shape(scores)[0], 1]), NEG_INF))
+            scores = scores - penalty
+            # Only where the penalty is on: later tokens keep the whole vocabulary.
+            allowed = tf.where(tf.logical_and(on, candidates < kth), NEG_INF,
+                               allowed - penalty)
+        if banned is not None:
             allowed = constraints.apply(allowed, banned, scores)
         return allowed, new_states, new_lm
 

@@ -40,6 +40,11 @@ class DecodeSettings:
     # the first words decide genericness, and later ones need the language model for
     # grammar); 0 = every token.
     antilm_gamma: int = 5
+    # With the anti-LM on, only the antilm_top_k likeliest next tokens under
+    # p(reply | context) are candidates: the penalty then reorders plausible words
+    # instead of promoting rare ones that have nothing to do with the turn (which a
+    # lambda near 1 otherwise does); 0 = every token.
+    antilm_top_k: int = 0
     allow_unk: bool = False  # let the reply contain the unknown token
 
     def __post_init__(self) -> None:
@@ -47,7 +52,7 @@ class DecodeSettings:
             raise ChatbotError(f"unknown decoding method {self.method!r}; choose one of "
                                f"{', '.join(METHODS)}")
         for name in ("beam_size", "min_len", "max_len", "top_k", "no_repeat_ngram",
-                     "block_source_ngrams", "antilm_gamma"):
+                     "block_source_ngrams", "antilm_gamma", "antilm_top_k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ChatbotError(f"{name} must be an integer, not {value!r}")
@@ -74,8 +79,9 @@ class DecodeSettings:
             raise ChatbotError(f"top_p must be in (0, 1], not {self.top_p}")
         if self.no_repeat_ngram < 0 or self.block_source_ngrams < 0:
             raise ChatbotError("n-gram sizes must be 0 (off) or more")
-        if self.antilm < 0 or self.antilm_gamma < 0:
-            raise ChatbotError("antilm and antilm_gamma must be 0 (off) or more")
+        if self.antilm < 0 or self.antilm_gamma < 0 or self.antilm_top_k < 0:
+            raise ChatbotError("antilm, antilm_gamma and antilm_top_k must be 0 (off) or "
+                               "more")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ChatbotError(f"seed must be in [0, 2**63), not {self.seed}")
 

@@ -28,7 +28,10 @@ class ModelConfig:
     vocab_size: int = 8000  # including the reserved ids pad=0, unk=1, bos=2, eos=3
     embedding_dim: int = 256
     hidden_dim: int = 512
-    dropout: float = 0.0  # on the inputs of every recurrent layer (keeps the cuDNN kernel)
+    # In training only: on the inputs of every recurrent layer (keeps the cuDNN kernel)
+    # and on the decoder's output features before the vocabulary projection (Zaremba et
+    # al. 2014: the connections between layers, never the recurrent ones).
+    dropout: float = 0.0
     # seq2seq only: feed the encoder's context vector at every decoder step (Cho et al.).
     peek: bool = False
     attention_score: Literal["bahdanau", "luong"] = "bahdanau"  # additive or multiplicative

@@ -81,6 +81,8 @@ class ConversationModel(keras.Model):
             )
             self.attentional = keras.layers.Dense(c.hidden_dim, activation="tanh",
                                                   name="attentional")
+        # No weights: models saved before it load unchanged.
+        self.output_dropout = keras.layers.Dropout(c.dropout, name="output_dropout")
         self.output_layer = keras.layers.Dense(c.vocab_size, name="logits")
         self._held: list | None = None  # see hold_state()
         # Create every weight now, so a loaded model can receive its weights at once.
@@ -194,6 +196,8 @@ class ConversationModel(keras.Model):
             # Keras takes [query, value, key]: scores from the keys, a mix of the values.
             attended = self.attention([x, outputs, keys], mask=[target_mask, source_mask])
             x = self.attentional(ops.concatenate([x, attended], -1))  # (B, T, H)
+        if training and c.dropout > 0:
+            x = self.output_dropout(x, training=True)
         return x, new_state
 
     def exchange(self, inputs: dict, training: bool = False):

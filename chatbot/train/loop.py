@@ -55,6 +55,9 @@ class TrainOptions:
     learning_rate: float = 1e-3
     clipnorm: float = 1.0
     patience: int = 3  # epochs without a better validation perplexity before stopping
+    # After an epoch without a better validation perplexity the learning rate is
+    # multiplied by this (Keras' ReduceLROnPlateau, at epoch ends); 1 = never.
+    lr_decay: float = 0.5
     pool: int = 1024  # conversations in the shuffle pool
     strategy: str = "default"  # or "mirrored", "multiworker"
     log_every: int = 20  # steps between TensorBoard / history records
@@ -144,6 +147,8 @@ class Trainer:
         if options.optimizer not in OPTIMIZERS:
             raise ChatbotError(f"--optimizer {options.optimizer}: choose one of "
                                f"{', '.join(OPTIMIZERS)}")
+        if not 0 < options.lr_decay <= 1:
+            raise ChatbotError(f"--lr-decay {options.lr_decay}: must be in (0, 1]")
         replicas = self.strategy.num_replicas_in_sync
         if options.batch_size % replicas:
             raise ChatbotError(f"--batch-size {options.batch_size}: must be a multiple of the "
@@ -420,6 +425,9 @@ class Trainer:
                 self._export(valid)
         elif valid is not None:
             self.stale.assign_add(1)
+            # Saved with the optimizer, so a resumed run goes on at the lowered rate.
+            rate = float(self.optimizer.learning_rate.numpy())
+            self.optimizer.learning_rate = rate * self.options.lr_decay
         self.save_checkpoint()
         with _writing(self.options.model_dir):
             self.log.plot()
