@@ -15,10 +15,9 @@ from chatbot.decode.settings import DecodeSettings  # noqa: E402
 from chatbot.errors import ChatbotError  # noqa: E402
 from chatbot.model import directory  # noqa: E402
 from chatbot.model.config import ModelConfig  # noqa: E402
-from chatbot.model.exchanges import exchanges  # noqa: E402
-from chatbot.model.loss import masked_cross_entropy  # noqa: E402
 from chatbot.model.network import ConversationModel  # noqa: E402
 from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, fit_tokenizer  # noqa: E402
+from tests.fit_util import batches, fit  # noqa: E402
 
 # Keras warns when a one-token turn gives a softmax over one attention key; harmless.
 pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
@@ -401,34 +400,8 @@ def train(conversations: list[list[str]], steps: int):
     tokenizer = fit_tokenizer("word", [t for c in conversations for t in c], 100)
     model = ConversationModel(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=16,
                                           hidden_dim=32))
-    per = [exchanges([tokenizer.encode(t) for t in c]) for c in conversations]
-    data = []
-    for k in range(max(len(e) for e in per)):
-        rows = [e[k] if k < len(e) else ([], [], []) for e in per]
-        data.append(tuple(_pad([r[f] for r in rows]) for f in range(3)))
-    optimizer = keras.optimizers.Adam(0.02)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            state = model.zero_state(len(conversations))
-            total = 0.0
-            for source, target_in, target_out in data:
-                out = model({"source": source, "target_in": target_in, "state": state},
-                            training=True)
-                total += masked_cross_entropy(target_out, out["logits"])[0]
-                state = out["state"]
-        grads = tape.gradient(total, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return total / len(data)
-
-    losses = [float(step()) for _ in range(steps)]
+    losses = fit(model, batches(tokenizer, conversations), keras.optimizers.Adam(0.02), steps)
     return model, tokenizer, losses
-
-
-def _pad(rows):
-    width = max(1, max(len(r) for r in rows))
-    return np.array([list(r) + [0] * (width - len(r)) for r in rows], dtype="int32")
 
 
 def test_a_trained_reply_depends_on_the_conversation_and_a_reset_forgets_it(tmp_path):

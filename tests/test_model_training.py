@@ -15,9 +15,9 @@ from chatbot.errors import ChatbotError  # noqa: E402
 from chatbot.model import directory  # noqa: E402
 from chatbot.model.config import ModelConfig  # noqa: E402
 from chatbot.model.exchanges import Exchange, exchanges  # noqa: E402
-from chatbot.model.loss import masked_cross_entropy  # noqa: E402
 from chatbot.model.network import ConversationModel  # noqa: E402
 from chatbot.text.tokenizer import BOS_ID, EOS_ID, fit_tokenizer  # noqa: E402
+from tests.fit_util import batches, fit  # noqa: E402
 
 
 def test_exchanges_make_every_later_turn_a_target():
@@ -43,23 +43,6 @@ def real_conversations(tmp_path_factory):
     return [[t.text for t in c.turns] for c in found[:4]]
 
 
-def batches(tokenizer, conversations):
-    """Per exchange step k, arrays (B, ...) for the k-th exchange of every conversation."""
-    per_conversation = [exchanges([tokenizer.encode(t) for t in c]) for c in conversations]
-    steps = max(len(e) for e in per_conversation)
-    empty = Exchange([], [], [])
-    result = []
-    for k in range(steps):
-        rows = [e[k] if k < len(e) else empty for e in per_conversation]
-        result.append(tuple(_pad([getattr(r, f) for r in rows]) for f in Exchange._fields))
-    return result
-
-
-def _pad(rows):
-    width = max(1, max(len(r) for r in rows))
-    return np.array([r + [0] * (width - len(r)) for r in rows], dtype="int32")
-
-
 @pytest.mark.parametrize("family", ["simple", "seq2seq", "attention"])
 def test_each_family_overfits_real_conversations(real_conversations, family):
     keras.utils.set_random_seed(0)
@@ -70,25 +53,8 @@ def test_each_family_overfits_real_conversations(real_conversations, family):
     model = ConversationModel(ModelConfig(
         family=family, vocab_size=tokenizer.vocab_size, embedding_dim=32, hidden_dim=hidden,
         peek=family == "seq2seq"))
-    data = batches(tokenizer, real_conversations)
-    optimizer = keras.optimizers.Adam(0.01)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            state = model.zero_state(len(real_conversations))
-            total = 0.0
-            for source, target_in, target_out in data:
-                out = model({"source": source, "target_in": target_in, "state": state},
-                            training=True)
-                loss, _ = masked_cross_entropy(target_out, out["logits"])
-                total += loss
-                state = out["state"]
-        grads = tape.gradient(total, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return total / len(data)
-
-    losses = [float(step()) for _ in range(400)]
+    losses = fit(model, batches(tokenizer, real_conversations), keras.optimizers.Adam(0.01),
+                 400)
     assert losses[0] > 2.0
     assert losses[-1] < 0.05, losses[-10:]
 
