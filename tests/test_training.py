@@ -160,6 +160,32 @@ def test_an_epoch_without_progress_lowers_the_learning_rate_and_resume_keeps_it(
         _trainer(corpus_db, tmp_path / "n", lr_decay=0.0)
 
 
+def test_a_step_with_fewer_tokens_than_usual_weighs_less(corpus_db, tmp_path):
+    """The end of an epoch, one lane still running: its step must not count as a full one
+    (the optimizer's first moment shows how much the step's gradient weighed)."""
+    contribution = {}
+    for name, usual in (("averaged", True), ("full weight", False)):
+        trainer = _trainer(corpus_db, tmp_path / name, max_steps=6)
+        trainer.run()
+        source, target_in, target_out, reset = (
+            np.array(x) for x in next(iter(trainer._dataset("train", 0, 6))))
+        for rows in (source, target_in, target_out):
+            rows[1:] = 0  # every lane idle but the first
+        tokens = np.count_nonzero(target_out)
+        assert tokens > 0
+        # What the usual count would be with full steps of eight lanes; 0 = none yet.
+        trainer.usual_tokens.assign(100.0 * tokens if usual else 0.0)
+        momenta = trainer.optimizer._momentums
+        before = [np.array(m) for m in momenta]
+        trainer._train_step(source, target_in, target_out, reset, trainer._carried_state(),
+                            trainer.usual_tokens)
+        beta = trainer.optimizer.beta_1
+        contribution[name] = np.sqrt(sum(
+            float(np.sum((np.array(m) - beta * b) ** 2)) for m, b in zip(momenta, before,
+                                                                        strict=True)))
+    assert contribution["averaged"] < 0.05 * contribution["full weight"]
+
+
 def test_logs_and_curves_are_written(corpus_db, tmp_path):
     _trainer(corpus_db, tmp_path / "m", max_steps=8, log_every=2).run()
     from chatbot.train.history import read_history

@@ -207,12 +207,15 @@ class Trainer:
         self.position = tf.Variable(0, dtype=tf.int64, trainable=False)  # batches into epoch
         self.best = tf.Variable(math.inf, dtype=tf.float64, trainable=False)
         self.stale = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # Real target tokens in a usual step: a slow moving average (see _compile).
+        self.usual_tokens = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         # The lanes' state at the checkpoint, so a resume inside an epoch goes on exactly.
         self.carry = [tf.Variable(s, trainable=False)
                       for s in self.model.zero_state(options.batch_size)]
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
-            position=self.position, best=self.best, stale=self.stale, carry=self.carry)
+            position=self.position, best=self.best, stale=self.stale, carry=self.carry,
+            usual_tokens=self.usual_tokens)
         # Workers other than the chief save to a scratch directory (TensorFlow's guide:
         # every worker saves, only the chief's copy is kept).
         self.work_dir = model_dir if self.chief else Path(tempfile.mkdtemp(prefix="chatbot-"))
@@ -238,7 +241,7 @@ class Trainer:
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
         rows = self.per_replica
 
-        def replica_step(source, target_in, target_out, reset, state):
+        def replica_step(source, target_in, target_out, reset, state, usual):
             context = tf.distribute.get_replica_context()
             # Every replica gets the global batch and keeps its own rows: lanes stay put.
             start = context.replica_id_in_sync_group * rows
@@ -253,16 +256,20 @@ class Trainer:
             with tf.GradientTape() as tape:
                 features, state = model.exchange(inputs, training=True)
                 loss_sum, tokens = real_token_loss(features, target_out, model.output_layer)
-                # Mean over the global batch's real tokens; the optimizer sums replicas.
+                # Mean over the global batch's real tokens, or over a usual step's where
+                # this one has fewer: at an epoch's end only a few long conversations
+                # still run, and full-weight steps on one or two lanes (a hundred and more
+                # of them) would fit the model to those few right before validation. The
+                # optimizer sums replicas.
                 total = context.all_reduce(tf.distribute.ReduceOp.SUM, tokens)
-                scaled = loss_sum / tf.maximum(total, 1.0)
+                scaled = loss_sum / tf.maximum(tf.maximum(total, usual), 1.0)
             grads = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return loss_sum, tokens, state
 
-        def step(source, target_in, target_out, reset, state):
+        def step(source, target_in, target_out, reset, state, usual):
             loss_sum, tokens, new_state = strategy.run(
-                replica_step, args=(source, target_in, target_out, reset, state))
+                replica_step, args=(source, target_in, target_out, reset, state, usual))
             total = tf.distribute.ReduceOp.SUM
             return (strategy.reduce(total, loss_sum, axis=None),
                     strategy.reduce(total, tokens, axis=None), new_state)
@@ -274,7 +281,8 @@ class Trainer:
             states = [tf.TensorSpec((batch, self.config.hidden_dim), tf.float32)] * len(
                 self.carry)
             return tf.function(step, input_signature=(
-                ids, ids, ids, tf.TensorSpec((batch,), tf.bool), states))
+                ids, ids, ids, tf.TensorSpec((batch,), tf.bool), states,
+                tf.TensorSpec((), tf.float32)))
         # Distributed values have no plain signature: traces relax after a second shape.
         return tf.function(step, reduce_retracing=True)
 
@@ -328,7 +336,8 @@ class Trainer:
         state = self._zero_state()
         loss_sum, tokens = 0.0, 0
         for source, target_in, target_out, reset in self._dataset(split, 0):
-            loss, count, state = self._eval_step(source, target_in, target_out, reset, state)
+            loss, count, state = self._eval_step(source, target_in, target_out, reset, state,
+                                                 self.usual_tokens)
             loss_sum, tokens = loss_sum + float(loss), tokens + int(count)
         return perplexity(loss_sum, tokens)
 
@@ -389,8 +398,9 @@ class Trainer:
         try:
             for index, batch in enumerate(
                     self._dataset("train", int(self.epoch.numpy()), skip), start=skip):
-                loss, count, state = self._train_step(*batch, state)
+                loss, count, state = self._train_step(*batch, state, self.usual_tokens)
                 meter.add(float(loss), int(count), time.perf_counter() - mark)
+                self._note_tokens(int(count))
                 self.step.assign_add(1)
                 self.position.assign(index + 1)
                 step = int(self.step.numpy())
@@ -412,6 +422,11 @@ class Trainer:
             self.save_checkpoint(state)  # Ctrl-C: keep every finished step
             raise
         return True
+
+    def _note_tokens(self, count: int) -> None:
+        """Fold a step's real tokens into the usual count (about the last 1,000 steps')."""
+        usual = float(self.usual_tokens.numpy())
+        self.usual_tokens.assign(count if usual == 0 else 0.999 * usual + 0.001 * count)
 
     def _end_epoch(self) -> None:
         """Validation, the best model kept, early stopping; then the next epoch."""
