@@ -544,3 +544,20 @@ def test_four_chats_write_one_file_at_once_and_kill_9_loses_nothing_shown(
         chat.resume(rows[0]["conversation_id"])
         assert chat.say("good bye").text
         assert len(store.turns(rows[0]["conversation_id"])) == len(rows) + 2
+
+
+def test_chat_decodes_as_the_model_recommends_with_given_options_on_top(tmp_path):
+    from chatbot.chat.app import chat_settings
+
+    (tmp_path / "metadata.json").write_text(
+        '{"decoding": {"antilm": 0.8, "antilm_top_k": 20}}', encoding="utf-8")
+    recommended = chat_settings(tmp_path, {})
+    # Beam search where the model names no method, with its anti-generic settings.
+    assert (recommended.method, recommended.antilm, recommended.antilm_top_k) == (
+        "beam", 0.8, 20)
+    given = chat_settings(tmp_path, {"method": "greedy", "antilm": 0.0})
+    assert (given.method, given.antilm, given.antilm_top_k) == ("greedy", 0.0, 20)
+    (tmp_path / "metadata.json").write_text('{"decoding": {"method": "sample"}}')
+    assert chat_settings(tmp_path, {}).method == "sample"
+    (tmp_path / "metadata.json").unlink()
+    assert chat_settings(tmp_path, {}) == DecodeSettings(method="beam")

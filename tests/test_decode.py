@@ -11,7 +11,7 @@ tf = pytest.importorskip("tensorflow")
 from chatbot.decode.conversation import Conversation  # noqa: E402
 from chatbot.decode.responder import Responder  # noqa: E402
 from chatbot.decode.search import Search  # noqa: E402
-from chatbot.decode.settings import DecodeSettings  # noqa: E402
+from chatbot.decode.settings import DecodeSettings, for_model  # noqa: E402
 from chatbot.errors import ChatbotError  # noqa: E402
 from chatbot.model import directory  # noqa: E402
 from chatbot.model.config import ModelConfig  # noqa: E402
@@ -122,6 +122,25 @@ def test_settings_are_checked():
     with pytest.raises(ChatbotError, match="unknown decoding options: beams"):
         DecodeSettings().replace(beams=3)
     assert DecodeSettings().replace(method="beam").method == "beam"
+
+
+def test_a_model_recommends_its_decoding_and_given_options_win(tmp_path):
+    metadata = {"decoding": {"antilm": 0.8, "antilm_top_k": 20}}
+    settings = for_model(metadata, method="greedy")
+    assert (settings.method, settings.antilm, settings.antilm_top_k) == ("greedy", 0.8, 20)
+    assert for_model({}) == DecodeSettings()
+    assert for_model(metadata, antilm=0.0).antilm == 0.0
+    for bad, reason in [({"decoding": ["beam"]}, "must be an object"),
+                        ({"decoding": {"beams": 3}}, "unknown decoding options: beams"),
+                        ({"decoding": {"top_p": 2}}, "top_p")]:
+        with pytest.raises(ChatbotError, match=f"metadata.json, \"decoding\": .*{reason}"):
+            for_model(bad)
+    # A saved model's Responder decodes as its metadata recommends unless told otherwise.
+    tokenizer = fit_tokenizer("word", ["hello there"], 20)
+    path = directory.save(tmp_path / "m", tiny(vocab_size=tokenizer.vocab_size), tokenizer,
+                          metadata)
+    assert Responder(path).settings == for_model(metadata)
+    assert Responder(path, PLAIN).settings == PLAIN
 
 
 # --- the searches against plain references ----------------------------------------------

@@ -11,11 +11,11 @@ from __future__ import annotations
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatbot.chat.loading import load_responder, model_digest, resolve_model_dir, warm_up
 from chatbot.chat.session import ChatSession, ModelUnavailable
-from chatbot.decode.settings import DecodeSettings
+from chatbot.decode.settings import DecodeSettings, for_model
 from chatbot.errors import ChatbotError
 from chatbot.transcripts import default_transcripts_db
 from chatbot.transcripts.store import TranscriptStore
@@ -26,14 +26,15 @@ if TYPE_CHECKING:
 GREETING_TURNS = 4  # turns of a resumed conversation shown before the prompt
 
 
-def run_chat(model: Path | None, transcripts: Path | None, settings: DecodeSettings, *,
-             continue_latest: bool = False, conversation_id: int | None = None,
-             interactive: bool | None = None) -> int:
-    """Chat until the input ends; the exit status. `interactive` None: a terminal when
-    both stdin and stdout are one."""
+def run_chat(model: Path | None, transcripts: Path | None,
+             overrides: dict[str, Any] | None = None, *, continue_latest: bool = False,
+             conversation_id: int | None = None, interactive: bool | None = None) -> int:
+    """Chat until the input ends; the exit status. Replies are decoded as `chat_settings`
+    says; `interactive` None: a terminal when both stdin and stdout are one."""
     if continue_latest and conversation_id is not None:
         raise ChatbotError("give --continue or --conversation ID, not both")
     model_dir = resolve_model_dir(model)
+    settings = chat_settings(model_dir, overrides or {})
     name = "built-in" if model is None else model_dir.name
     store = TranscriptStore(transcripts if transcripts is not None else default_transcripts_db())
     try:
@@ -45,6 +46,19 @@ def run_chat(model: Path | None, transcripts: Path | None, settings: DecodeSetti
         return _pipe(model_dir, name, store, settings, resume)
     finally:
         store.close()
+
+
+def chat_settings(model_dir: Path, overrides: dict[str, Any]) -> DecodeSettings:
+    """The decoding the model recommends (its metadata's "decoding", anti-generic
+    settings measured for it), beam search where it names no method; `overrides` (the
+    options given) on top."""
+    from chatbot.model.directory import read_metadata
+
+    metadata = read_metadata(model_dir)
+    recommended = metadata.get("decoding") or {}
+    if isinstance(recommended, dict):  # anything else: for_model says what is wrong
+        metadata = {**metadata, "decoding": {"method": "beam", **recommended}}
+    return for_model(metadata, **overrides)
 
 
 def _conversation_to_resume(store: TranscriptStore, latest: bool,

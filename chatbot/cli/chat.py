@@ -7,25 +7,25 @@ from pathlib import Path
 import click
 
 from chatbot.cli.transcripts import transcripts_option
-from chatbot.decode.settings import METHODS, DecodeSettings
+from chatbot.decode.settings import METHODS
 
 
 @click.command()
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Model directory (default: the built-in model).")
 @transcripts_option
-@click.option("--decode", "method", type=click.Choice(METHODS), default="beam",
-              show_default=True,
-              help="How a reply is chosen. Beam is the default: on the built-in model it "
-              "cut generic replies from 84% (greedy) to 64% (docs/results.md); sample "
-              "with --top-p 0.9 varies most.")
-@click.option("--beam-size", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
-              show_default=True, help="sample: below 1 safer, above 1 wilder.")
-@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
-              help="sample: only the k likeliest tokens (0: all).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0,
-              show_default=True, help="sample: only the likeliest tokens holding this mass.")
+@click.option("--decode", "method", type=click.Choice(METHODS), default=None,
+              help="How a reply is chosen (default: what the model recommends, else beam; "
+              "the built-in model's choice is measured in docs/results.md); sample with "
+              "--top-p 0.9 varies most.")
+@click.option("--beam-size", type=click.IntRange(min=1), default=None,
+              help="beam: hypotheses kept (default 5).")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
+              help="sample: below 1 safer, above 1 wilder (default 1).")
+@click.option("--top-k", type=click.IntRange(min=0), default=None,
+              help="sample: only the k likeliest tokens (default 0: all).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="sample: only the likeliest tokens holding this mass (default 1).")
 @click.option("--continue", "continue_latest", is_flag=True,
               help="Resume the latest conversation (its context is rebuilt from the "
               "transcript).")
@@ -50,8 +50,9 @@ def chat(model_dir, transcripts_path, method, beam_size, temperature, top_k, top
     """
     from chatbot.chat.app import run_chat
 
-    settings = DecodeSettings(method=method, beam_size=beam_size, temperature=temperature,
-                              top_k=top_k, top_p=top_p)
-    raise SystemExit(run_chat(model_dir, transcripts_path, settings,
+    given = {"method": method, "beam_size": beam_size, "temperature": temperature,
+             "top_k": top_k, "top_p": top_p}
+    raise SystemExit(run_chat(model_dir, transcripts_path,
+                              {k: v for k, v in given.items() if v is not None},
                               continue_latest=continue_latest,
                               conversation_id=conversation_id))

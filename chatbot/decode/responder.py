@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from chatbot.decode.search import Hypothesis, Search
-from chatbot.decode.settings import DecodeSettings
+from chatbot.decode.settings import DecodeSettings, for_model
 from chatbot.errors import ChatbotError
 from chatbot.model import directory
 from chatbot.model.directory import ModelDirectory
@@ -66,7 +66,8 @@ class Responder:
         self.directory = model if isinstance(model, ModelDirectory) else directory.load(model)
         self.model = self.directory.model
         self.tokenizer = self.directory.tokenizer
-        self.settings = settings or DecodeSettings()
+        # Unless told otherwise, the decoding the model recommends (settings.for_model).
+        self.settings = settings or for_model(self.directory.metadata)
         self.search = Search(self.model, jit_compile=jit_compile)
         self._advance: Any = None  # the compiled teacher-forced exchange, built on first use
         c = self.directory.config

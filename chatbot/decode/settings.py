@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
@@ -94,3 +95,16 @@ class DecodeSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def for_model(metadata: Mapping[str, Any], **overrides: Any) -> DecodeSettings:
+    """The settings a model recommends (its metadata's "decoding": the anti-generic
+    settings measured for it), `overrides` on top; the defaults where it names none."""
+    recommended = metadata.get("decoding") or {}
+    try:
+        if not isinstance(recommended, dict):
+            raise ChatbotError("must be an object of decoding settings")
+        settings = DecodeSettings().replace(**recommended)
+    except ChatbotError as e:
+        raise ChatbotError(f"the model's metadata.json, \"decoding\": {e}") from None
+    return settings.replace(**overrides)

@@ -85,9 +85,9 @@ def explain(model: Path | str | ModelDirectory, text: str, settings: Any = None
         model = directory.load(model)
     _needs_attention(model.config.family, model.path)
     from chatbot.decode.responder import Responder
-    from chatbot.decode.settings import DecodeSettings
+    from chatbot.decode.settings import for_model
 
-    responder = Responder(model, settings or DecodeSettings(method="greedy"))
+    responder = Responder(model, settings or for_model(model.metadata, method="greedy"))
     source = responder.encode(text)
     if not source:
         raise ChatbotError("nothing to explain: the text has no words; give a sentence")

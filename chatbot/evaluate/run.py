@@ -60,7 +60,8 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
              settings: Any = None) -> dict[str, Any]:
     """Every metric of `chatbot eval` for `model` on `split` of the corpus `db`.
 
-    `settings` (a DecodeSettings) picks how replies are decoded; greedy by default.
+    `settings` (a DecodeSettings) picks how replies are decoded; by default greedy, with
+    the anti-generic settings the model recommends (its metadata's "decoding").
     A metric with nothing to measure (an empty split) is None.
     """
     from chatbot.corpus.store import CorpusStore
@@ -216,7 +217,7 @@ def _reply_metrics(loaded: ModelDirectory, step: Callable,
                    report: Progress) -> dict[str, Any]:
     """Greedy replies to the split's first `limit` exchanges, against the real replies."""
     from chatbot.decode.responder import Responder
-    from chatbot.decode.settings import DecodeSettings
+    from chatbot.decode.settings import for_model
 
     chosen: list[list[Exchange]] = []
     count = 0
@@ -233,7 +234,8 @@ def _reply_metrics(loaded: ModelDirectory, step: Callable,
     report("replies", 0, count)  # the search compiles first: show the stage has begun
     states = teacher_states(loaded.model, step, chosen)
     flat = [e for c in chosen for e in c]
-    responder = Responder(loaded, settings or DecodeSettings(method="greedy"))
+    # Greedy, with the anti-generic settings the model recommends (metadata "decoding").
+    responder = Responder(loaded, settings or for_model(loaded.metadata, method="greedy"))
     decode = loaded.tokenizer.decode
     texts, lengths, hypotheses, references = [], [], [], []
     for start in range(0, count, _REPLY_BATCH):

@@ -67,6 +67,12 @@ def read_config(directory: Path | str) -> ModelConfig:
     return ModelConfig.from_dict(_read_json(path, "config"))
 
 
+def read_metadata(directory: Path | str) -> dict[str, Any]:
+    """The model's metadata.json ({} where there is none), without importing TensorFlow."""
+    path = Path(directory) / METADATA_FILE
+    return _read_json(path, "metadata") if path.exists() else {}
+
+
 def load(directory: Path | str) -> ModelDirectory:
     """Load a model directory; a missing, partial or corrupt one is one clear error."""
     directory = Path(directory)
@@ -80,8 +86,7 @@ def load(directory: Path | str) -> ModelDirectory:
             f"{directory}: not a complete model directory ({', '.join(missing)} missing)"
         )
     config = read_config(directory)
-    metadata_path = directory / METADATA_FILE
-    metadata = _read_json(metadata_path, "metadata") if metadata_path.exists() else {}
+    metadata = read_metadata(directory)
     from chatbot.text.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(directory)
