@@ -34,9 +34,10 @@ ARCHITECTURES = [  # (name, ModelConfig fields)
     ("attention", {"family": "attention"}),
     ("seq2seq, no context", {"family": "seq2seq", "context_sensitive": False}),
 ]
-DECODINGS = [  # other ways to pick the default model's replies, against greedy
-    ("beam 5", {"method": "beam", "beam_size": 5}),
-    ("beam 5, anti-LM 0.3", {"method": "beam", "beam_size": 5, "antilm": 0.3}),
+DECODINGS = [  # other ways to pick the default model's replies, against its greedy one
+    ("plain greedy, no anti-LM", {"method": "greedy"}),
+    ("plain beam 5", {"method": "beam", "beam_size": 5}),
+    ("chat's default", None),  # what `chatbot chat` uses: the model's recommendation
     ("sample, top-p 0.9", {"method": "sample", "top_p": 0.9, "seed": 0}),
 ]
 COLUMNS = ["perplexity", "perplexity_no_context", "ngram_perplexity", "token_accuracy",
@@ -123,7 +124,8 @@ def main() -> None:
              "Perplexity is per real target token, the state carried as in training; "
              "`perplexity_no_context` resets it at every exchange; `ngram_perplexity` is an "
              "interpolated Kneser-Ney trigram on the same tokens with the model's "
-             "tokenizer. Reply metrics are over greedy replies to the first "
+             "tokenizer. Reply metrics are over greedy replies (with the anti-generic "
+             "settings the model recommends, if any) to the first "
              f"{args.exchanges} validation exchanges.", ""]
     default = builtin_model_dir()
     if default is not None and not args.skip_default:
@@ -135,11 +137,18 @@ def main() -> None:
                   f"{config.hidden_dim}, vocabulary {config.vocab_size}; trained "
                   f"{meta.get('steps')} steps ({meta.get('epochs')} epochs) by "
                   "`scripts/train_default.py`.", ""]
+        recommended = meta.get("decoding") or {}
+        shown = ", ".join(f"{k} {v}" for k, v in recommended.items()) or "none"
+        lines += [f"Decoding it recommends (its metadata's `decoding`, used by `chatbot "
+                  f"chat` and by the greedy replies of `chatbot eval`): {shown}.", ""]
         lines += header("model (replies decoded by)") + [row("default (greedy)", metrics)]
+        from chatbot.chat.app import chat_settings
         from chatbot.decode.settings import DecodeSettings
 
         for name, settings in DECODINGS:
-            other = evaluate(default, db, args.exchanges, DecodeSettings(**settings))
+            chosen = (chat_settings(default, {}) if settings is None
+                      else DecodeSettings(**settings))
+            other = evaluate(default, db, args.exchanges, chosen)
             lines.append(row(f"default ({name})", other))
             print(lines[-1], flush=True)
         lines.append("")

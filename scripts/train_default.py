@@ -28,6 +28,14 @@ SETTINGS = {"family": "seq2seq", "cell": "lstm", "embedding_dim": 128, "hidden_d
             "seed": 0, "valid_fraction": 0.05}
 
 
+# The decoding the shipped model recommends (its metadata's "decoding": chat and eval use
+# it). Chosen on the validation split's replies (docs/results.md compares): the anti-LM
+# (Li et al.) among the 20 likeliest allowed tokens turns greedy search's few stock
+# replies into varied ones that still answer the turn; without the top-20 limit the
+# same lambda promotes rare words that have nothing to do with it.
+DECODING = {"antilm": 1.0, "antilm_top_k": 20}
+
+
 def main() -> None:
     from chatbot.corpus.ingest import ingest_builtin
     from chatbot.model import directory
@@ -67,6 +75,7 @@ def main() -> None:
     meta_path = PACKAGE_DIR / directory.METADATA_FILE
     meta = json.loads(meta_path.read_text())
     meta["corpus"] = "chitchat-dataset (chatbot ingest --builtin chitchat)"
+    meta["decoding"] = DECODING
     for key in ("db", "model_dir"):
         meta.get("options", {}).pop(key, None)
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
