@@ -29,11 +29,12 @@ SETTINGS = {"family": "seq2seq", "cell": "lstm", "embedding_dim": 128, "hidden_d
 
 
 # The decoding the shipped model recommends (its metadata's "decoding": chat and eval use
-# it). Chosen on the validation split's replies (docs/results.md compares): the anti-LM
-# (Li et al.) among the 20 likeliest allowed tokens turns greedy search's few stock
-# replies into varied ones that still answer the turn; without the top-20 limit the
-# same lambda promotes rare words that have nothing to do with it.
-DECODING = {"antilm": 1.0, "antilm_top_k": 20}
+# it). Chosen on the validation split's greedy replies (docs/results.md compares): the
+# anti-LM (Li et al.) among the 20 likeliest allowed tokens cut the share of stock replies
+# from 25% to 11% and raised distinct_2 from 0.10 to 0.34 (without the top-20 limit the
+# same lambda promotes rare words that have nothing to do with the turn); no repeated
+# bigram ("thanks thanks") took distinct_2 to 0.38.
+DECODING = {"antilm": 1.0, "antilm_top_k": 20, "no_repeat_ngram": 2}
 
 
 def main() -> None:
