@@ -358,9 +358,24 @@ def test_ctrl_c_during_a_reply_returns_to_the_prompt_and_stores_no_reply(chat, r
 
         repl.compute = slow_compute
 
+        main = threading.get_ident()
+
+        def waiting_for_the_reply() -> bool:
+            frame = sys._current_frames().get(main)
+            while frame is not None:
+                if frame.f_code.co_name == "result":  # Future.result, in make_reply
+                    return True
+                frame = frame.f_back
+            return False
+
         def interrupt():
             started.wait(30)
-            time.sleep(0.3)  # the main thread is waiting for the reply by now
+            # Not a fixed pause: on a busy machine the main thread may take a while to
+            # reach the wait, and a SIGINT before it would land elsewhere.
+            deadline = time.monotonic() + 30
+            while not waiting_for_the_reply() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.05)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.3)
             release.set()  # the abandoned reply finishes on the worker, unseen
