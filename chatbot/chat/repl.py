@@ -167,7 +167,15 @@ class Repl(Frontend):
         # The responder is fetched on the worker too: it may still be loading there.
         future = self.executor.submit(self.compute, pending)
         try:
-            made = future.result()  # a lock wait: SIGINT interrupts it on POSIX
+            while True:
+                # A short wait, again and again: the OS may hand Ctrl-C's SIGINT to any
+                # thread (TensorFlow runs many), and then only a main thread that wakes
+                # up to run Python sees it; one long wait would hold it till the reply.
+                try:
+                    made = future.result(timeout=0.1)
+                    break
+                except TimeoutError:
+                    continue
         except KeyboardInterrupt:
             # Still queued (behind the model's load): it never runs. Running: the worker
             # finishes it unseen, since a compiled search cannot be stopped midway.
