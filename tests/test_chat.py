@@ -382,9 +382,13 @@ def test_ctrl_c_during_a_reply_returns_to_the_prompt_and_stores_no_reply(chat, r
 
         threading.Thread(target=interrupt, daemon=True).start()
         pipe.send_text("a slow one\r" "hello\r" "\x04")
+        # Python's own Ctrl-C handler, as in a terminal: a shell that starts the tests in
+        # the background has them ignore SIGINT, and Python then installs none.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             assert repl.run() == 0
         finally:
+            signal.signal(signal.SIGINT, previous)
             release.set()
     assert "(reply stopped)" in repl.printed
     rows = chat.history()

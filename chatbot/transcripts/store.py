@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -144,6 +145,25 @@ class TranscriptStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _create_private(self.path)
         self._lock = threading.RLock()
+        # Chats opening a new file at once: switching it to WAL and creating the tables
+        # can meet another chat doing the same, and a few of those moments fail with
+        # "database is locked" at once instead of waiting; opening again then succeeds.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self.db = self._open()
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise ChatbotError(
+                        f"{self.path}: cannot open the transcripts database: {e}") from None
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as e:
+                raise ChatbotError(
+                    f"{self.path}: cannot open the transcripts database: {e}") from None
+
+    def _open(self) -> Database:
+        """Connect, check the file is ours, switch it to WAL and apply migrations."""
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                check_same_thread=False)
         try:
@@ -161,14 +181,10 @@ class TranscriptStore:
                 # both create the tables; apply() checks again what is pending.
                 with self._writing():
                     migrations.apply(self.db)
-        except sqlite3.DatabaseError as e:
-            conn.close()
-            raise ChatbotError(
-                f"{self.path}: cannot open the transcripts database: {e}"
-            ) from None
         except BaseException:
             conn.close()
             raise
+        return self.db
 
     def _ours(self, tables: set[str]) -> bool:
         """Whether our migrations made this file (a corpus database has tables of the same
