@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -82,6 +83,8 @@ def train(db_path, model_dir, arch, cell, depth, peek, context, tokenizer, vocab
     on Ctrl-C, and --resume continues exactly where the last one stopped. TensorBoard
     logs go to MODEL/logs and a plot of the curves to MODEL/curves.png.
     """
+    # TensorFlow's C++ logging: warnings and errors only (a user's setting wins).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from chatbot.train.loop import Progress, Trainer, TrainOptions, saved_options
 
     config = ModelConfig(family=arch, cell=cell, depth=_depth(depth), peek=peek,

@@ -151,7 +151,7 @@ class TranscriptStore:
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         while True:
             try:
-                self.db = self._open()
+                self._open()
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or time.monotonic() > deadline:
@@ -162,8 +162,9 @@ class TranscriptStore:
                 raise ChatbotError(
                     f"{self.path}: cannot open the transcripts database: {e}") from None
 
-    def _open(self) -> Database:
-        """Connect, check the file is ours, switch it to WAL and apply migrations."""
+    def _open(self) -> None:
+        """Connect (as self.db), check the file is ours, switch it to WAL and apply
+        migrations."""
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                check_same_thread=False)
         try:
@@ -184,7 +185,6 @@ class TranscriptStore:
         except BaseException:
             conn.close()
             raise
-        return self.db
 
     def _ours(self, tables: set[str]) -> bool:
         """Whether our migrations made this file (a corpus database has tables of the same
