@@ -14,7 +14,8 @@ from chatbot.model.builtin import builtin_model_dir
 MB = 1_000_000
 
 
-def test_compact_form_round_trips(tmp_path):
+@pytest.mark.parametrize("tied", [False, True])
+def test_compact_form_round_trips(tmp_path, tied):
     """float16 weights load into the same model, and replies barely move."""
     from chatbot.decode.responder import Responder
     from chatbot.model.config import ModelConfig
@@ -25,7 +26,7 @@ def test_compact_form_round_trips(tmp_path):
              "i read books", "nice to meet you"] * 5
     tokenizer = fit_tokenizer("word", texts, 100)
     config = ModelConfig(family="attention", cell="gru", vocab_size=tokenizer.vocab_size,
-                         embedding_dim=8, hidden_dim=16)
+                         embedding_dim=8, hidden_dim=16, tie_embeddings=tied)
     directory.save(tmp_path / "full", ConversationModel(config), tokenizer, {"steps": 1})
     directory.save_compact(tmp_path / "full", tmp_path / "small")
     assert not (tmp_path / "small" / directory.MODEL_FILE).exists()

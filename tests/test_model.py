@@ -130,3 +130,28 @@ def test_dropout_reaches_the_output_features_in_training_only():
     assert (features[0] == 0).mean() > 0.3 and not np.allclose(features[0], features[1])
     inference = [np.asarray(model.exchange(inputs)[0]) for _ in range(2)]
     assert np.array_equal(inference[0], inference[1]) and (inference[0] != 0).all()
+
+
+@pytest.mark.parametrize("hidden", [8, 16])  # the embedding size, or a projection to it
+def test_tied_embeddings_share_one_matrix_and_survive_save(tmp_path, hidden):
+    model = small(tie_embeddings=True, hidden_dim=hidden)
+    untied = small(hidden_dim=hidden)
+    # The vocabulary projection adds a bias (and a map to the embedding size), no matrix.
+    assert untied.count_params() - model.count_params() == 40 * hidden - (
+        0 if hidden == 8 else hidden * 8)
+    logits, _ = run(model)
+    # Scaling the row of token 30 (read nowhere) moves its logit, and its alone.
+    embeddings = model.embedding.embeddings
+    table = np.asarray(embeddings).copy()
+    table[30] *= 3
+    embeddings.assign(table)
+    after, _ = run(model)
+    changed = ~np.isclose(after, logits, atol=1e-6)
+    assert changed[..., 30].all() and not changed[..., np.arange(40) != 30].any()
+    table[30] /= 3
+    embeddings.assign(table)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.config_ == model.config_
+    np.testing.assert_allclose(run(loaded)[0], logits, atol=1e-6)

@@ -72,8 +72,10 @@ def train(*args):
 
 def test_train_resume_and_finished(corpus_db, tmp_path):
     model = str(tmp_path / "m")
-    result, out = train("--db", str(corpus_db), "--model", model, "--max-steps", "10", *TINY)
+    result, out = train("--db", str(corpus_db), "--model", model, "--max-steps", "10",
+                        "--tie-embeddings", *TINY)
     assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["tie_embeddings"]
     assert set(out) == {"steps", "epochs", "train_perplexity", "valid_perplexity",
                         "tokens_per_second", "resumed_from_step"}
     assert out["steps"] == 10 and out["resumed_from_step"] == 0

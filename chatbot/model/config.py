@@ -35,6 +35,11 @@ class ModelConfig:
     # seq2seq only: feed the encoder's context vector at every decoder step (Cho et al.).
     peek: bool = False
     attention_score: Literal["bahdanau", "luong"] = "bahdanau"  # additive or multiplicative
+    # Share the embedding matrix with the vocabulary projection (Press & Wolf 2017, Inan
+    # et al. 2017): the largest matrix is stored once, so a given size buys a larger
+    # model, and rare words learn from both ends. Where hidden and embedding sizes
+    # differ, a linear map takes the decoder's features to the embedding size first.
+    tie_embeddings: bool = False
     # Carry the recurrent state from one exchange to the next within a conversation.
     context_sensitive: bool = True
 
