@@ -6,16 +6,19 @@ cues it receives and a thread writes them to SQLite (bulk_write).
 
 The child is a fresh interpreter running this module (`python -m`), not a
 multiprocessing child: that would import the caller's main script again, or fork a
-process that may hold TensorFlow's threads. It reads its job from stdin and writes
-length-prefixed pickled messages to stdout: (kind, payload, warnings, bytes read), where
+process that may hold TensorFlow's threads. It reads its job (pickled) from stdin and
+writes length-prefixed messages to stdout: (kind, payload, warnings, bytes read), where
 "cues" and "end" carry a batch of cleaned cues, "error" a ReaderError's fields and
-"crash" a traceback. A thread here reads them ahead into a bounded queue, so memory
+"crash" a traceback. Messages are in `marshal`'s format: it loads a batch's nested
+tuples and lists in half the time `pickle` takes, on the parent's busy core (both ends
+are the same interpreter, the one format marshal promises to read). A thread here reads them ahead into a bounded queue, so memory
 stays flat.
 """
 
 from __future__ import annotations
 
 import gc
+import marshal
 import os
 import pickle
 import queue
@@ -55,7 +58,7 @@ def _serve(job: BinaryIO, out: BinaryIO) -> None:
         read[0] = done
 
     def send(kind: str, payload: object) -> None:
-        data = pickle.dumps((kind, payload, warnings, read[0]), pickle.HIGHEST_PROTOCOL)
+        data = marshal.dumps((kind, payload, warnings, read[0]))
         out.write(len(data).to_bytes(8, "little") + data)
         out.flush()
         warnings.clear()
@@ -143,7 +146,7 @@ def cleaned_in_child(parse: Parser, source: Source) -> Iterator[CleanCue]:
                     raise ChatbotError(f"{source.path}: the reader process stopped "
                                        "unexpectedly")
                 break  # it did not start (no interpreter, no chatbot there): read here
-            kind, payload, warnings, read = pickle.loads(data)
+            kind, payload, warnings, read = marshal.loads(data)
             received = True
             for text in warnings:
                 source.options.warn(text)
