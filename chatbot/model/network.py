@@ -26,13 +26,8 @@ from chatbot.text.tokenizer import PAD_ID
 
 def _rnn(config: ModelConfig, name: str) -> keras.layers.Layer:
     cls = keras.layers.LSTM if config.cell == "lstm" else keras.layers.GRU
-    return cls(
-        config.hidden_dim,
-        return_sequences=True,
-        return_state=True,
-        dropout=config.dropout,
-        name=name,
-    )
+    return cls(config.hidden_dim, return_sequences=True, return_state=True,
+               dropout=config.dropout, name=name)
 
 
 def _run(layer: keras.layers.Layer, x, mask, initial: list, training: bool):
@@ -57,7 +52,8 @@ class ConversationModel(keras.Model):
 
     def __init__(self, config: dict[str, Any] | ModelConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.config_ = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+        self.config_ = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(
+            config)
         c = self.config_
         encoder_depth, decoder_depth = c.depths
         self.embedding = keras.layers.Embedding(c.vocab_size, c.embedding_dim, name="embedding")
@@ -66,9 +62,8 @@ class ConversationModel(keras.Model):
         for i in range(encoder_depth):
             layer = _rnn(c, f"encoder_{i}")
             if self.bidirectional:
-                layer = keras.layers.Bidirectional(
-                    layer, merge_mode="concat", name=f"encoder_{i}_bi"
-                )
+                layer = keras.layers.Bidirectional(layer, merge_mode="concat",
+                                                   name=f"encoder_{i}_bi")
             self.encoder_layers.append(layer)
         # Bidirectional layers end with two states per tensor: join them to one (B, H).
         self.bridges = [
@@ -84,20 +79,15 @@ class ConversationModel(keras.Model):
                 if c.attention_score == "bahdanau"
                 else keras.layers.Attention(name="attention")
             )
-            self.attentional = keras.layers.Dense(
-                c.hidden_dim, activation="tanh", name="attentional"
-            )
+            self.attentional = keras.layers.Dense(c.hidden_dim, activation="tanh",
+                                                  name="attentional")
         # No weights: models saved before it load unchanged.
         self.output_dropout = keras.layers.Dropout(c.dropout, name="output_dropout")
         if c.tie_embeddings:
             # A function, not the layer: Keras would track the embedding twice.
-            self.output_layer = TiedLogits(
-                lambda: self.embedding.embeddings,
-                c.vocab_size,
-                c.embedding_dim,
-                c.hidden_dim,
-                name="tied_logits",
-            )
+            self.output_layer = TiedLogits(lambda: self.embedding.embeddings,
+                                           c.vocab_size, c.embedding_dim, c.hidden_dim,
+                                           name="tied_logits")
         else:
             self.output_layer = keras.layers.Dense(c.vocab_size, name="logits")
         self._held: list | None = None  # see hold_state()
@@ -145,7 +135,7 @@ class ConversationModel(keras.Model):
 
     def _layer_states(self, state: list, layer: int) -> list:
         n = self.config_.state_size
-        return state[layer * n : (layer + 1) * n]
+        return state[layer * n:(layer + 1) * n]
 
     # --- the network ---------------------------------------------------------------------
 
@@ -259,14 +249,12 @@ class TiedLogits(keras.layers.Layer):
     embedding size E, a linear map (H -> E) comes first. Owns only that map and a bias;
     the matrix stays the embedding layer's weight."""
 
-    def __init__(
-        self, matrix, vocab_size: int, embedding_dim: int, hidden_dim: int, **kwargs: Any
-    ) -> None:
+    def __init__(self, matrix, vocab_size: int, embedding_dim: int, hidden_dim: int,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._matrix = matrix
         self.projection = (
-            None
-            if hidden_dim == embedding_dim
+            None if hidden_dim == embedding_dim
             else keras.layers.Dense(embedding_dim, use_bias=False, name="projection")
         )
         self.vocab_size = vocab_size

@@ -11,8 +11,8 @@ writes length-prefixed messages to stdout: (kind, payload, warnings, bytes read)
 "cues" and "end" carry a batch of cleaned cues, "error" a ReaderError's fields and
 "crash" a traceback. Messages are in `marshal`'s format: it loads a batch's nested
 tuples and lists in half the time `pickle` takes, on the parent's busy core (both ends
-are the same interpreter, the one format marshal promises to read). A thread here reads them ahead into a bounded queue, so memory
-stays flat.
+are the same interpreter, the one case marshal's format is promised for). A thread here
+reads them ahead into a bounded queue, so memory stays flat.
 """
 
 from __future__ import annotations
