@@ -128,7 +128,14 @@ def train(db_path, model_dir, arch, cell, depth, peek, tie_embeddings, context, 
         if show:
             click.echo("\r" + progress_line(p), err=True, nl=False)
 
-    result = Trainer(options, config, resume=resume, on_step=on_step).run()
+    from chatbot.chat.loading import quiet_native_stderr
+
+    # TensorFlow prints its oneDNN notices as it starts, whatever that setting says.
+    with quiet_native_stderr() as noise:
+        trainer = Trainer(options, config, resume=resume, on_step=on_step)
+    for line in noise:
+        click.echo(line, err=True)
+    result = trainer.run()
     if show:
         click.echo("", err=True)
     for message in result.messages:
