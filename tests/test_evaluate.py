@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -122,16 +123,16 @@ def test_eval_reports_every_metric_and_training_s_perplexity(trained, valid_repo
     _, loaded = trained
     report, seen = valid_report
     assert set(report) == {"split", "exchanges", "tokens", "perplexity",
-                           "perplexity_no_context", "ngram_perplexity", "token_accuracy",
-                           "replies", "distinct_1", "distinct_2", "avg_reply_tokens",
-                           "generic_rate", "bleu"}
+                           "perplexity_no_context", "ngram_perplexity", "unknown_rate",
+                           "token_accuracy", "replies", "distinct_1", "distinct_2",
+                           "avg_reply_tokens", "generic_rate", "bleu"}
     # The very figure Trainer.evaluate("valid") gave when the model was exported.
     assert report["perplexity"] == pytest.approx(loaded.metadata["valid_perplexity"],
                                                  rel=1e-5)
     vocab = loaded.tokenizer.vocab_size
     for name in ("perplexity", "perplexity_no_context", "ngram_perplexity"):
         assert 1 < report[name] < vocab, name
-    assert 0 <= report["token_accuracy"] <= 1
+    assert 0 <= report["token_accuracy"] <= 1 and 0 <= report["unknown_rate"] < 0.5
     assert report["replies"] == 30 and report["exchanges"] > 30 and report["tokens"] > 0
     assert 0 < report["distinct_1"] <= 1 and 0 <= report["distinct_2"] <= 1
     assert 1 <= report["avg_reply_tokens"] <= 40
@@ -158,6 +159,21 @@ def test_eval_splits_are_the_training_ones_and_disjoint(trained, valid_report):
     assert train["replies"] == 0 and train["bleu"] is None
     # The baseline was fitted on the training split: it knows it better than valid.
     assert train["ngram_perplexity"] < valid["ngram_perplexity"]
+
+
+def test_unknown_rate_counts_the_words_outside_the_vocabulary(trained, tmp_path):
+    db, loaded = trained
+    # Made-up words: every word of a reply is unknown to the model, its end is not.
+    (tmp_path / "odd.tsv").write_text("".join(
+        f"zqx{i} blorf{i}\tvrum{i} skeet{i}\n" for i in range(40)))
+    other = tmp_path / "odd.db"
+    assert CliRunner().invoke(cli, ["ingest", str(tmp_path / "odd.tsv"), "--db",
+                                    str(other)]).exit_code == 0
+    result = CliRunner().invoke(cli, ["eval", "--db", str(other), "--model", str(loaded.path),
+                                      "--split", "all", "--max-exchanges", "0"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"unknown_rate\s+0\.667\b", result.stdout), result.stdout
+    assert "scored on text it has seen" in result.stderr
 
 
 def test_eval_json_cli(trained, valid_report):

@@ -86,10 +86,11 @@ def eval_command(db_path, model_dir, split, max_exchanges, as_json):
     perplexity is per real target token with the conversation state carried as in
     training; perplexity_no_context resets it at every exchange (the gap is what
     context is worth); ngram_perplexity is a Kneser-Ney trigram fitted on the training
-    split with the model's tokenizer, on the same tokens. token_accuracy counts argmax
-    hits. Over greedy replies to the split's first N exchanges: distinct_1/2 (distinct
-    n-grams over all), avg_reply_tokens, generic_rate (share of replies among the 10
-    most frequent) and corpus BLEU-4 (0-100) against the real replies. The split uses
+    split with the model's tokenizer, on the same tokens; unknown_rate is the share of
+    them outside the model's vocabulary. token_accuracy counts argmax hits. Over greedy
+    replies to the split's first N exchanges: distinct_1/2 (distinct n-grams over all),
+    avg_reply_tokens, generic_rate (share of replies among the 10 most frequent) and
+    corpus BLEU-4 (0-100) against the real replies. The split uses
     the model's saved --valid-fraction, so valid holds no training conversation.
     """
     from chatbot.evaluate.run import evaluate
@@ -106,10 +107,13 @@ def eval_command(db_path, model_dir, split, max_exchanges, as_json):
     click.echo(f"{loaded.path} on the {split} split: {_fmt(result['exchanges'])} exchanges, "
                f"{_fmt(result['tokens'])} target tokens")
     rows = [("perplexity", 2), ("perplexity_no_context", 2), ("ngram_perplexity", 2),
-            ("token_accuracy", 3), ("replies", 0), ("distinct_1", 3), ("distinct_2", 3),
-            ("avg_reply_tokens", 1), ("generic_rate", 3), ("bleu", 2)]
+            ("unknown_rate", 3), ("token_accuracy", 3), ("replies", 0), ("distinct_1", 3),
+            ("distinct_2", 3), ("avg_reply_tokens", 1), ("generic_rate", 3), ("bleu", 2)]
     for name, digits in rows:
         click.echo(f"  {name:<22} {_fmt(result[name], digits):>10}")
+    if split != "valid":
+        click.echo(f"note: the n-gram was fitted on the train split, so on {split} it is "
+                   "scored on text it has seen", err=True)
 
 
 @click.command()

@@ -5,6 +5,9 @@
                            between the two is what the conversation's context is worth
     ngram_perplexity       a Kneser-Ney trigram fitted on the training split (the model's
                            tokenizer), scored on the same target tokens
+    unknown_rate           the share of those tokens outside the model's vocabulary: on a
+                           corpus unlike the model's own it is high, and the n-gram,
+                           fitted here, learns to expect them while the model does not
     token_accuracy         argmax == target over the real target tokens (with context)
     distinct_1, distinct_2, avg_reply_tokens, generic_rate, bleu
                            over greedy replies to the split's first N exchanges, each
@@ -27,6 +30,7 @@ from chatbot.evaluate import metrics
 from chatbot.evaluate.ngram import KneserNeyTrigram
 from chatbot.model.directory import ModelDirectory
 from chatbot.model.exchanges import Exchange, pad_ids
+from chatbot.text.tokenizer import UNK_ID
 from chatbot.train.data import SPLITS, conversations, lanes
 from chatbot.train.loop import TrainOptions
 
@@ -34,7 +38,7 @@ from chatbot.train.loop import TrainOptions
 Progress = Callable[[str, int, int], None]
 
 KEYS = ("split", "exchanges", "tokens", "perplexity", "perplexity_no_context",
-        "ngram_perplexity", "token_accuracy", "replies", "distinct_1", "distinct_2",
+        "ngram_perplexity", "unknown_rate", "token_accuracy", "replies", "distinct_1", "distinct_2",
         "avg_reply_tokens", "generic_rate", "bleu")
 _REPLY_BATCH = 32  # replies decoded together
 _WALK_ROWS = 64  # conversations walked side by side for the replies' states
@@ -151,7 +155,7 @@ def _zeros(model: Any, rows: int) -> tuple[np.ndarray, ...]:
 def _score(model: Any, step: Callable, items: Iterator[list[Exchange]],
            ngram: KneserNeyTrigram, batch_size: int) -> dict[str, Any]:
     """Perplexities and accuracy over the split, walking lanes exactly as training does."""
-    counts = {"exchanges": 0, "ngram": 0.0, "ngram_tokens": 0}
+    counts = {"exchanges": 0, "ngram": 0.0, "ngram_tokens": 0, "unknown": 0}
 
     def scored(items: Iterator[list[Exchange]]) -> Iterator[list[Exchange]]:
         for conversation in items:
@@ -159,6 +163,7 @@ def _score(model: Any, step: Callable, items: Iterator[list[Exchange]],
                 cost, n = ngram.cost(e.target_out)
                 counts["ngram"] += cost
                 counts["ngram_tokens"] += n
+                counts["unknown"] += e.target_out.count(UNK_ID)
             counts["exchanges"] += len(conversation)
             yield conversation
 
@@ -182,6 +187,7 @@ def _score(model: Any, step: Callable, items: Iterator[list[Exchange]],
             "perplexity": metrics.perplexity(loss, tokens),
             "perplexity_no_context": metrics.perplexity(loss_alone, tokens),
             "ngram_perplexity": metrics.perplexity(counts["ngram"], tokens),
+            "unknown_rate": counts["unknown"] / tokens if tokens else None,
             "token_accuracy": correct / tokens if tokens else None}
 
 
