@@ -269,6 +269,24 @@ def test_no_repeated_ngram_inside_a_reply(method):
             assert len(hypothesis.ids) >= 10
 
 
+@pytest.mark.parametrize("method", ["greedy", "beam", "sample"])
+def test_no_token_right_after_itself(method):
+    model = bias(tiny(), {7: 6.0, 8: 5.0})  # a model that says "7 7 7 ..."
+    state = some_state(model)
+    base = DecodeSettings(method=method, beam_size=3, seed=1, temperature=0.5,
+                          no_repeat_ngram=0, min_len=10, max_len=12)
+    search = Search(model)
+    unblocked = search.run([[5, 6]], state, base)[0][0].ids
+    assert any(a == b for a, b in zip(unblocked, unblocked[1:], strict=False))  # stutters
+    for hypothesis in search.run([[5, 6]], state, base.replace(no_adjacent_repeat=True))[0]:
+        ids = hypothesis.ids
+        assert len(ids) >= 10, ids
+        assert all(a != b for a, b in zip(ids, ids[1:], strict=False)), ids
+        assert ids.count(7) > 1  # only the stutter is banned: 7 comes back later
+    with pytest.raises(ChatbotError, match="no_adjacent_repeat must be true or false"):
+        DecodeSettings(no_adjacent_repeat="yes")
+
+
 def test_blocking_the_user_turn_ngrams():
     source = [5, 6, 7, 8]
     # With no token twice, this model copies the turn: 5 6 7 8 ...

@@ -1,4 +1,5 @@
-"""Which tokens may come next: reserved ids, min and max length, n-gram blocking.
+"""Which tokens may come next: reserved ids, min and max length, n-gram blocking, no
+token right after itself.
 
 Every function works on R rows (inputs times beams) inside a compiled loop: `tokens`
 (R, L) holds each row's reply so far in its first `t` places (zeros after), and an
@@ -49,6 +50,12 @@ def source_ban(tokens: tf.Tensor, t: Any, source: tf.Tensor, n: int,
     real = tf.reduce_all(tf.stack([w != PAD_ID for w in windows]), axis=0)  # (R, S)
     ready = t >= n - 1  # the reply has the n-1 tokens to match
     return _ban(windows, _suffix(tokens, t, n), tf.logical_and(real, ready), vocab_size)
+
+
+def adjacent_ban(last: tf.Tensor, vocab_size: int) -> tf.Tensor:
+    """(R, V) each row's previous token (R,): no token right after itself. At the first
+    step that is the start token, which is reserved anyway."""
+    return tf.range(vocab_size)[None, :] == tf.cast(last, tf.int32)[:, None]
 
 
 def apply(scores: tf.Tensor, banned: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:

@@ -65,6 +65,7 @@ class _Static(NamedTuple):
     beam_size: int
     no_repeat_ngram: int
     block_source_ngrams: int
+    no_adjacent_repeat: bool
     antilm: bool
     allow_unk: bool
     top_k: bool
@@ -120,6 +121,7 @@ class Search:
             beam_size=settings.beam_size if settings.method == "beam" else 1,
             no_repeat_ngram=settings.no_repeat_ngram,
             block_source_ngrams=settings.block_source_ngrams,
+            no_adjacent_repeat=settings.no_adjacent_repeat,
             antilm=settings.antilm > 0,
             allow_unk=settings.allow_unk,
             top_k=settings.method == "sample" and settings.top_k > 0,
@@ -217,6 +219,8 @@ class _Scorer:
         if self.key.block_source_ngrams:
             bans.append(constraints.source_ban(tokens, t, self.source,
                                                self.key.block_source_ngrams, self.vocab))
+        if self.key.no_adjacent_repeat:
+            bans.append(constraints.adjacent_ban(last, self.vocab))
         banned = None
         if bans:
             banned = bans[0] if len(bans) == 1 else tf.logical_or(*bans)

@@ -34,6 +34,9 @@ class DecodeSettings:
     no_repeat_ngram: int = 3
     # No n-gram of this size copied from the user's turn (parroting); 0 = off.
     block_source_ngrams: int = 0
+    # No token right after itself ("sailor sailor", "true true"): the anti-LM favours such
+    # stutters, since a language model rarely predicts the word it has just seen.
+    no_adjacent_repeat: bool = False
     # MMI-antiLM (Li et al. 2016): score = log p(reply | context) - antilm * log p(reply),
     # p(reply) from the decoder given an empty turn and a fresh state; 0 = off.
     antilm: float = 0.0
@@ -61,6 +64,9 @@ class DecodeSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ChatbotError(f"{name} must be a number, not {value!r}")
+        if not isinstance(self.no_adjacent_repeat, bool):
+            raise ChatbotError("no_adjacent_repeat must be true or false, not "
+                               f"{self.no_adjacent_repeat!r}")
         if self.seed is not None and (isinstance(self.seed, bool)
                                       or not isinstance(self.seed, int)):
             raise ChatbotError(f"seed must be an integer or None, not {self.seed!r}")
