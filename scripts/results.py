@@ -229,7 +229,8 @@ def main() -> None:
                   "(chitchat's training split), so both meet the text cold; `unknown_rate` "
                   "is the share of target tokens outside the model's vocabulary (every one "
                   "of them scored as the unknown token by both). Greedy replies to the "
-                  f"first {args.exchanges} exchanges.", ""]
+                  f"first {args.exchanges} exchanges (generic_rate cannot fall below 10 / "
+                  "replies: 50% for a source of 20 exchanges).", ""]
         lines += other_source_rows(default, db, args.work, args.exchanges)
         lines.append("")
     if not args.skip_compare:
