@@ -36,7 +36,7 @@ bench: $(STAMP)
 default-model: $(STAMP)
 	$(BIN)/python scripts/train_default.py
 results: $(STAMP)
-	$(BIN)/python scripts/results.py --steps 1500
+	$(BIN)/python scripts/results.py --steps 3000 --hidden 128
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
