@@ -253,32 +253,34 @@ def test_top_k_keeps_the_k_likeliest_tokens():
 # --- constraints ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["greedy", "beam", "sample"])
-def test_no_repeated_ngram_inside_a_reply(method):
-    model = bias(tiny(), {7: 6.0, 8: 5.0})  # a model that says "7 7 7 ..."
+@pytest.fixture(params=["greedy", "beam", "sample"])
+def repeating(request):
+    """A search over a model that says "7 7 7 ...", by each method: (run, base settings),
+    run(settings) giving the hypotheses of one reply."""
+    model = bias(tiny(), {7: 6.0, 8: 5.0})
     state = some_state(model)
-    base = DecodeSettings(method=method, beam_size=3, seed=1, temperature=0.5,
+    base = DecodeSettings(method=request.param, beam_size=3, seed=1, temperature=0.5,
                           no_repeat_ngram=0, min_len=10, max_len=12)
     search = Search(model)
-    unblocked = search.run([[5, 6]], state, base)[0][0].ids
+    return (lambda settings: search.run([[5, 6]], state, settings)[0]), base
+
+
+def test_no_repeated_ngram_inside_a_reply(repeating):
+    run, base = repeating
+    unblocked = run(base)[0].ids
     assert len(set(ngrams(unblocked, 2))) < len(ngrams(unblocked, 2))  # it does repeat
     for n in (1, 2):
-        for hypothesis in search.run([[5, 6]], state, base.replace(no_repeat_ngram=n))[0]:
+        for hypothesis in run(base.replace(no_repeat_ngram=n)):
             grams = ngrams(hypothesis.ids, n)
             assert len(grams) == len(set(grams)), (n, hypothesis.ids)
             assert len(hypothesis.ids) >= 10
 
 
-@pytest.mark.parametrize("method", ["greedy", "beam", "sample"])
-def test_no_token_right_after_itself(method):
-    model = bias(tiny(), {7: 6.0, 8: 5.0})  # a model that says "7 7 7 ..."
-    state = some_state(model)
-    base = DecodeSettings(method=method, beam_size=3, seed=1, temperature=0.5,
-                          no_repeat_ngram=0, min_len=10, max_len=12)
-    search = Search(model)
-    unblocked = search.run([[5, 6]], state, base)[0][0].ids
+def test_no_token_right_after_itself(repeating):
+    run, base = repeating
+    unblocked = run(base)[0].ids
     assert any(a == b for a, b in zip(unblocked, unblocked[1:], strict=False))  # stutters
-    for hypothesis in search.run([[5, 6]], state, base.replace(no_adjacent_repeat=True))[0]:
+    for hypothesis in run(base.replace(no_adjacent_repeat=True)):
         ids = hypothesis.ids
         assert len(ids) >= 10, ids
         assert all(a != b for a, b in zip(ids, ids[1:], strict=False)), ids
