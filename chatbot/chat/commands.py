@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-from chatbot.chat.loading import quiet_native_stderr
 from chatbot.chat.replies import Made
 from chatbot.chat.session import SET_KEYS, ChatSession, ModelUnavailable, Pending, Reply
 from chatbot.decode.settings import METHODS, DecodeSettings
 from chatbot.errors import ChatbotError
+from chatbot.native_stderr import quiet_native_stderr
 from chatbot.transcripts.store import RATINGS
 
 

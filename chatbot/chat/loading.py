@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,20 +17,10 @@ from chatbot.decode.settings import DecodeSettings
 from chatbot.errors import ChatbotError
 from chatbot.model.builtin import NO_BUILTIN_MODEL, builtin_model_dir
 from chatbot.model.directory import COMPACT_FILE, CONFIG_FILE, MODEL_FILE, read_config
+from chatbot.native_stderr import quiet_native_stderr
 
 if TYPE_CHECKING:
     from chatbot.decode.responder import Responder
-
-# What TensorFlow's native code prints on every start: not news to a chat user.
-_NOISE = (
-    "All log messages before absl::InitializeLog()",
-    "oneDNN custom operations are on",
-    "cpu_feature_guard",
-    "This TensorFlow binary is optimized",
-    "To enable the following instructions",
-    "rebuild TensorFlow with the appropriate compiler flags",
-    "oneDNN supports DT_BOOL only on platforms with AVX-512",  # when a search is traced
-)
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
@@ -83,38 +69,6 @@ def model_digest(model_dir: Path) -> str:
                 digest.update(block)
         _DIGESTS[key] = "sha256:" + digest.hexdigest()
     return _DIGESTS[key]
-
-
-@contextmanager
-def quiet_native_stderr() -> Iterator[list[str]]:
-    """Send file descriptor 2 to a temporary file while the block runs; afterwards the
-    list holds what was written there, TensorFlow's start-up chatter left out.
-
-    TensorFlow's C++ logging writes to the descriptor directly (TF_CPP_MIN_LOG_LEVEL does
-    not silence the oneDNN notice), and on a terminal it would scribble over the prompt.
-    """
-    lines: list[str] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no stderr at all: nothing to guard
-        yield lines
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            try:
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", errors="replace")
-            lines.extend(line for line in text.splitlines()
-                         if line.strip() and not any(n in line for n in _NOISE))
 
 
 def load_responder(model_dir: Path, settings: DecodeSettings) -> tuple[Responder, list[str]]:

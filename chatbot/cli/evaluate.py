@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,17 +22,14 @@ model_option = click.option(
 def _load(model_dir: Path | None) -> Any:
     """The model directory loaded (the built-in one without --model), TensorFlow's
     start-up chatter kept off the terminal."""
-    from chatbot.chat.loading import quiet_native_stderr, resolve_model_dir
+    from chatbot.chat.loading import resolve_model_dir
+    from chatbot.native_stderr import tensorflow_quietly
 
     path = resolve_model_dir(model_dir)  # cheap checks first: a wrong path is one line
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with quiet_native_stderr() as noise:
+    with tensorflow_quietly():
         from chatbot.model import directory
 
-        loaded = directory.load(path)
-    for line in noise:
-        click.echo(line, err=True)
-    return loaded
+        return directory.load(path)
 
 
 class _Bar:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -85,8 +84,6 @@ def train(db_path, model_dir, arch, cell, depth, peek, tie_embeddings, context, 
     on Ctrl-C, and --resume continues exactly where the last one stopped. TensorBoard
     logs go to MODEL/logs and a plot of the curves to MODEL/curves.png.
     """
-    # TensorFlow's C++ logging: warnings and errors only (a user's setting wins).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from chatbot.train.loop import Progress, Trainer, TrainOptions, saved_options
 
     config = ModelConfig(family=arch, cell=cell, depth=_depth(depth), peek=peek,
@@ -128,13 +125,10 @@ def train(db_path, model_dir, arch, cell, depth, peek, tie_embeddings, context, 
         if show:
             click.echo("\r" + progress_line(p), err=True, nl=False)
 
-    from chatbot.chat.loading import quiet_native_stderr
+    from chatbot.native_stderr import tensorflow_quietly
 
-    # TensorFlow prints its oneDNN notices as it starts, whatever that setting says.
-    with quiet_native_stderr() as noise:
+    with tensorflow_quietly():  # TensorFlow starts here, and prints as it does
         trainer = Trainer(options, config, resume=resume, on_step=on_step)
-    for line in noise:
-        click.echo(line, err=True)
     result = trainer.run()
     if show:
         click.echo("", err=True)
