@@ -39,7 +39,8 @@ def test_ingest_json_and_failures(tmp_path):
     assert result.exit_code == 1
     assert last_json(result.stdout) == {
         "files": 2, "failed": 1, "conversations": 1, "turns": 2,
-        "skipped_conversations": 0, "unchanged": 0,
+        "skipped_conversations": 0, "unchanged": 0, "duplicates": 0,
+        "duplicate_conversations": 0, "skipped_members": 0,
     }
     assert result.stderr.strip() == (
         f"error: {tmp_path / 'broken.srt'}: binary file, not text (pass --encoding if it is "
@@ -49,7 +50,8 @@ def test_ingest_json_and_failures(tmp_path):
     again = run("ingest", str(tmp_path / "a.srt"), "--db", db, "--json")
     assert again.exit_code == 0 and last_json(again.stdout)["unchanged"] == 1
     stats = run("corpus", "stats", "--db", db, "--json")
-    assert last_json(stats.stdout) == {"sources": 1, "conversations": 1, "turns": 2}
+    assert last_json(stats.stdout) == {"sources": 1, "conversations": 1, "turns": 2,
+                                       "duplicates": 0, "duplicate_conversations": 0}
 
 
 def test_default_db_lives_in_chatbot_home(tmp_path, isolated_home):

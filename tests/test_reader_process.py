@@ -73,7 +73,8 @@ def test_reader_process_errors_name_the_line_and_store_nothing(tmp_path, monkeyp
     with CorpusStore(tmp_path / "c.db") as store:
         result = ingesting.ingest_file(store, path, ReadOptions(encoding="ascii"))
         assert result.error == f"{path}:159: cannot decode as ascii; pass --encoding"
-        assert store.stats() == {"sources": 0, "conversations": 0, "turns": 0}
+        assert store.stats() == {"sources": 0, "conversations": 0, "turns": 0, "duplicates": 0,
+        "duplicate_conversations": 0}
         progress: list[int] = []
         result = ingesting.ingest_file(store, path, ReadOptions(progress=progress.append))
         assert result.error is None and result.turns == 40

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlite_utils import Migrations
+from sqlite_utils import Database, Migrations
 
 from chatbot.corpus import ingest as ingesting
 from chatbot.corpus.formats import detect, format_named
@@ -36,26 +36,44 @@ def write(path: Path, text: str) -> Path:
 def test_schema_comes_from_migrations(store):
     assert {"sources", "conversations", "turns", "turns_fts"} <= set(store.db.table_names())
     assert [m.name for m in migrations.applied(store.db)] == [
-        "m001_create_tables", "m002_fts_without_column_sizes"]
+        "m001_create_tables", "m002_fts_without_column_sizes", "m003_works_and_duplicates"]
     columns = set(store.db["sources"].columns_dict)
     assert {"path", "sha256", "format", "encoding", "ingested_at"} <= columns
     assert {"speaker", "text", "start_ms", "end_ms"} <= set(store.db["turns"].columns_dict)
 
 
-def test_a_store_from_before_m002_keeps_its_search(tmp_path, monkeypatch):
+def test_a_store_from_before_m002_upgrades_in_place(tmp_path):
     old = tmp_path / "old.db"
+    db = Database(old)
     first = Migrations("chatbot.corpus")
     first()(m001_create_tables)  # m001 alone: a store made before m002
-    monkeypatch.setattr("chatbot.corpus.store.migrations", first)
-    with CorpusStore(old) as store:
-        ingesting.ingest_file(store, write(tmp_path / "a.srt", SRT), ReadOptions())
-        assert store.search("fine")
-    monkeypatch.undo()
-    with CorpusStore(old) as store:  # m002 runs on opening
-        assert len(store.search("fine")) == 1
-        store.remove_source(store.db["sources"].get(1)["path"])  # the delete trigger
-        assert store.search("fine") == []
+    first.apply(db)
+    # Rows as the code of that time wrote them: a film and a dialogue set.
+    for source_id, fmt in ((1, "srt"), (2, "chitchat")):
+        db.execute("INSERT INTO sources (id, path, sha256, format) VALUES (?, ?, ?, ?)",
+                   [source_id, f"/{fmt}", f"{source_id}" * 64, fmt])
+        db.execute("INSERT INTO conversations (id, source_id, position) VALUES (?, ?, 0)",
+                   [source_id, source_id])
+        for position, text in enumerate(["How are you?", f"Fine, thanks ({fmt})."]):
+            db.execute("INSERT INTO turns (conversation_id, position, text) VALUES (?, ?, ?)",
+                       [source_id, position, text])
+    db.execute("INSERT INTO turns_fts (rowid, text) SELECT id, text FROM turns")
+    db.conn.commit()
+    db.close()
+    with CorpusStore(old) as store:  # m002 and m003 run on opening
+        assert len(store.search("fine")) == 2
         assert "columnsize=0" in store.db["turns_fts"].schema
+        # The film became a work of its own; the dialogue set splits by conversation.
+        assert [(k, t[1]) for k, t in store.iter_turn_texts()] == [
+            ("sha256:" + "1" * 64, "Fine, thanks (srt)."),
+            ("2" * 64 + ":0", "Fine, thanks (chitchat)."),
+        ]
+        # Its conversations have digests: the same conversation again is not stored.
+        again = store.add_source("/again", "3" * 64, "srt", None, [Conversation(
+            [Turn("How are you?"), Turn("Fine, thanks (srt).")])], 2)
+        assert (again.conversations, again.duplicate_conversations) == (0, 1)
+        store.remove_source("/srt")  # the delete trigger
+        assert len(store.search("fine")) == 1
 
 
 def test_ingest_counts_and_min_turns(store, tmp_path):
@@ -63,7 +81,8 @@ def test_ingest_counts_and_min_turns(store, tmp_path):
     result = ingesting.ingest_file(store, path, ReadOptions())
     assert (result.format, result.conversations, result.turns) == ("srt", 1, 2)
     assert result.skipped_conversations == 1
-    assert store.stats() == {"sources": 1, "conversations": 1, "turns": 2}
+    assert store.stats() == {"sources": 1, "conversations": 1, "turns": 2, "duplicates": 0,
+        "duplicate_conversations": 0}
     row = next(store.db["sources"].rows)
     assert row["encoding"] == "utf-8" and len(row["sha256"]) == 64
     assert row["path"] == str(path.resolve())
@@ -75,7 +94,8 @@ def test_same_content_again_is_a_no_op(store, tmp_path):
     ingesting.ingest_file(store, first, ReadOptions())
     again = ingesting.ingest_file(store, copy, ReadOptions())
     assert again.unchanged_as == str(first.resolve())
-    assert store.stats() == {"sources": 1, "conversations": 1, "turns": 2}
+    assert store.stats() == {"sources": 1, "conversations": 1, "turns": 2, "duplicates": 0,
+        "duplicate_conversations": 0}
 
 
 def test_an_error_mid_file_leaves_nothing_of_it(store):
@@ -85,7 +105,8 @@ def test_an_error_mid_file_leaves_nothing_of_it(store):
 
     with pytest.raises(ChatbotError):
         store.add_source("x", "0" * 64, "srt", "utf-8", conversations(), 2)
-    assert store.stats() == {"sources": 0, "conversations": 0, "turns": 0}
+    assert store.stats() == {"sources": 0, "conversations": 0, "turns": 0, "duplicates": 0,
+        "duplicate_conversations": 0}
     assert store.search("a") == []
 
 

@@ -318,7 +318,8 @@ def test_ingest_transcripts_round_trip(db, tmp_path):
     ]
     # The new copy replaced the old one: one source, and the corpus index agrees.
     stats = json.loads(run("corpus", "stats", "--db", corpus, "--json").stdout)
-    assert stats == {"sources": 1, "conversations": 2, "turns": 4}
+    assert stats == {"sources": 1, "conversations": 2, "turns": 4, "duplicates": 0,
+        "duplicate_conversations": 0}
     assert run("corpus", "search", "raining", "--db", corpus).stdout == ""
     with TranscriptStore(db) as store:
         store.rate("good", conversation_id=2)

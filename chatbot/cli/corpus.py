@@ -11,7 +11,13 @@ import click
 from chatbot.cli.options import corpus_db, db_option, json_option
 from chatbot.corpus import ingest as ingesting
 from chatbot.corpus.formats import FORMATS, Format, format_named
-from chatbot.corpus.ingest import FileResult, IngestReport, builtin_inputs, input_files
+from chatbot.corpus.ingest import (
+    FileResult,
+    IngestReport,
+    builtin_inputs,
+    default_jobs,
+    input_files,
+)
 from chatbot.corpus.store import CorpusStore
 from chatbot.corpus.types import DEFAULT_GAP_SECONDS, DEFAULT_MIN_TURNS, ReadOptions
 from chatbot.errors import ChatbotError
@@ -43,10 +49,14 @@ def _describe(result: FileResult) -> str:
         return f"error: {result.error}"
     if result.unchanged_as:
         return f"{result.path}: unchanged (already ingested from {result.unchanged_as})"
+    if result.duplicate_of:
+        return f"{result.path}: a duplicate of {result.duplicate_of}, not stored again"
     dropped = (f", {result.skipped_conversations} too short dropped"
                if result.skipped_conversations else "")
+    repeated = (f", {result.duplicate_conversations} stored already"
+                if result.duplicate_conversations else "")
     return (f"{result.path}: {result.conversations} conversations, {result.turns} turns "
-            f"({result.format}{dropped})")
+            f"({result.format}{dropped}{repeated})")
 
 
 @click.command()
@@ -60,6 +70,15 @@ def _describe(result: FileResult) -> str:
               "conversation.")
 @click.option("--min-turns", type=click.IntRange(min=1), default=DEFAULT_MIN_TURNS,
               show_default=True, help="Drop (and count) conversations with fewer turns.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes that read files and archive members (default: the "
+              "number of cores).")
+@click.option("--language", default=None, metavar="CODE",
+              help="Archives in the OPUS layout (.../xml/LANG/YEAR/IMDBID/...): read only this "
+              "language's files.")
+@click.option("--keep-duplicates", is_flag=True,
+              help="Store every file and conversation, even a film or conversation stored "
+              "already (a film's second release, an export read back).")
 @click.option("--builtin", "builtins", multiple=True, metavar="NAME",
               help="An installed dataset: chitchat, or chatterbot[:LANGUAGE] (default english).")
 @click.option("--transcripts", "transcripts_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -69,20 +88,23 @@ def _describe(result: FileResult) -> str:
               help="With --transcripts: keep only the stretches of each chat whose bot replies "
               "were all rated so, each ending at such a reply.")
 @json_option
-def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builtins,
-           transcripts_path, only_rated, as_json):
+def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, jobs, language,
+           keep_duplicates, builtins, transcripts_path, only_rated, as_json):
     """Read subtitles, novels and dialogue sets into conversations.
 
     \b
     Example:
         chatbot ingest movie.srt novels/ --db corpus.db
+        chatbot ingest en.zip --language en        # an OpenSubtitles archive from OPUS
         chatbot ingest --builtin chitchat
         chatbot ingest --transcripts "$(chatbot transcripts path)" --only-rated good
 
-    Directories are walked recursively. The format comes from the file's extension and
-    content (srt, vtt, ass, novel .txt, Cornell, DailyDialog, ChatterBot YAML, chitchat
-    JSON, tab-separated pairs, JSONL export); --format overrides it. Re-ingesting a file
-    with the same content does nothing. Exit status 1 if any file failed.
+    Directories are walked recursively, and archives (.zip, .tar, .tar.gz) are read in
+    place, member by member. The format comes from the file's extension and content (srt,
+    vtt, ass, ttml, OPUS xml, novel .txt and .epub, Cornell, DailyDialog, ChatterBot YAML,
+    chitchat JSON, tab-separated pairs, JSONL export); --format overrides it. Content
+    stored already is not stored again, nor is a film's other release (by IMDb id, or by
+    near-duplicate text). Exit status 1 if any file failed, 130 if interrupted.
     """
     if not paths and not builtins and transcripts_path is None:
         raise click.UsageError("give files or directories to ingest, --builtin NAME or "
@@ -91,21 +113,23 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builti
         raise click.UsageError("--only-rated applies to --transcripts FILE")
     fmt = format_named(format_name) if format_name else None
     warnings = _Warnings()
-    jobs: list[tuple[list[Path], Format | None]] = []
+    jobs_list: list[tuple[list[Path], Format | None]] = []
     if paths:
-        jobs.append((list(input_files(paths, every_file=fmt is not None)), fmt))
+        jobs_list.append((list(paths), fmt))
     for name in builtins:
         files, builtin_format = builtin_inputs(name)
-        jobs.append((files, builtin_format))
-    total = sum(_size(p) for files, _ in jobs for p in files)
+        jobs_list.append((files, builtin_format))
+    total = sum(_size(p) for files, job_format in jobs_list
+                for p in input_files(files, every_file=job_format is not None))
     total += _size(transcripts_path) if transcripts_path is not None else 0
     show_bar = sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES
-    results: list[FileResult] = []
+    report = IngestReport()
     with CorpusStore(corpus_db(db_path)) as store, click.progressbar(
         length=total, file=sys.stderr, label="ingesting", show_eta=True,
         hidden=not show_bar,
     ) as bar:
-        done = 0
+        done = 0  # bytes of the inputs before the current job
+        counted = {"files": 0, "conversations": 0}
 
         def progress(position: int) -> None:
             bar.update(done + position - bar.pos)
@@ -114,10 +138,12 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builti
                               warn=warnings, progress=progress)
 
         def on_file(result: FileResult) -> None:
-            nonlocal done
-            done += _size(result.path)
-            bar.update(done - bar.pos)
-            results.append(result)
+            counted["files"] += 1
+            counted["conversations"] += result.conversations
+            bar.label = (f"ingesting: {counted['files']:,} files, "
+                         f"{counted['conversations']:,} conversations")
+            bar.update(done + result.done_bytes - bar.pos)
+            report.results.append(result)
             line = _describe(result)
             if result.error:
                 click.echo(line, err=True)
@@ -126,21 +152,38 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, builti
                     click.echo("", err=True)
                 click.echo(line)
 
-        for files, job_format in jobs:
-            ingesting.ingest(store, files, options, job_format, on_file)
-        if transcripts_path is not None:
-            from chatbot.transcripts.ingest import ingest_transcripts
+        try:
+            for files, job_format in jobs_list:
+                done_report = ingesting.ingest(
+                    store, files, options, job_format, on_file, jobs=jobs or default_jobs(),
+                    language=language, keep_duplicates=keep_duplicates)
+                report.skipped_members += done_report.skipped_members
+                done = bar.pos
+            if transcripts_path is not None:
+                from chatbot.transcripts.ingest import ingest_transcripts
 
-            on_file(ingest_transcripts(store, transcripts_path, only_rated, min_turns))
+                result = ingest_transcripts(store, transcripts_path, only_rated, min_turns)
+                result.done_bytes = _size(transcripts_path)
+                on_file(result)
+        except KeyboardInterrupt:
+            counts = report.as_json()
+            click.echo(f"\ninterrupted: {counts['files']} files done and stored; the file "
+                       "being stored when it stopped is not in the store", err=True)
+            sys.exit(130)
     warnings.summary()
-    counts = IngestReport(results).as_json()
+    counts = report.as_json()
     if as_json:
         click.echo(json.dumps(counts))
     else:
+        extra = "".join(
+            f", {counts[key]} {label}" for key, label in (
+                ("duplicates", "duplicate files"),
+                ("duplicate_conversations", "conversations stored already"),
+                ("skipped_members", "archive members skipped")) if counts[key])
         click.echo(
             f"{counts['files']} files: {counts['conversations']} conversations, "
             f"{counts['turns']} turns, {counts['skipped_conversations']} short conversations "
-            f"dropped, {counts['unchanged']} unchanged, {counts['failed']} failed"
+            f"dropped, {counts['unchanged']} unchanged, {counts['failed']} failed{extra}"
         )
     if counts["failed"]:
         sys.exit(1)

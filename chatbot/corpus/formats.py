@@ -42,7 +42,9 @@ FORMATS: dict[str, Format] = {
         Format("vtt", (".vtt",), "WebVTT subtitles"),
         Format("ass", (".ass", ".ssa"), "Advanced SubStation Alpha subtitles"),
         Format("ttml", (".ttml", ".dfxp"), "TTML/DFXP subtitles (XML)"),
+        Format("opus", (".xml",), "OpenSubtitles XML as the OPUS project ships it"),
         Format("novel", (".txt",), "a novel: quoted or dash-led dialogue in prose"),
+        Format("epub", (".epub",), "an EPUB e-book: its chapters read as a novel"),
         Format("cornell", (), "Cornell Movie-Dialogs (movie_lines.txt + movie_conversations.txt)"),
         Format("dailydialog", (), "DailyDialog (utterances separated by __eou__)"),
         Format("chatterbot_yaml", (".yml", ".yaml"), "ChatterBot corpus YAML"),
@@ -52,10 +54,12 @@ FORMATS: dict[str, Format] = {
     )
 }
 KNOWN_EXTENSIONS = frozenset(ext for f in FORMATS.values() for ext in f.extensions)
-SUBTITLE_FORMATS = ("srt", "vtt", "ass", "ttml")
+SUBTITLE_FORMATS = ("srt", "vtt", "ass", "ttml", "opus")
 
 # A movie_lines row ("L1045 +++$+++ u0 ...") or a movie_conversations row ("u0 +++$+++ ...").
 _CORNELL_LINE = re.compile(r"^[Lu]\d+ \+\+\+\$\+\+\+ ", re.MULTILINE)
+# OPUS's <document id="..."> root, after an optional XML declaration and comments.
+_OPUS_DOCUMENT = re.compile(r"<document[\s>]")
 _SRT_TIMING = re.compile(r"^\s*\d+:\d{1,2}:\d{1,2}[,.]\d{1,3}\s*-+>", re.MULTILINE)
 
 
@@ -94,6 +98,8 @@ def sniff(head: bytes) -> Format | None:
         return FORMATS["srt"]
     if stripped.startswith("<") and "<tt" in text[:4096]:
         return FORMATS["ttml"]
+    if stripped.startswith("<") and _OPUS_DOCUMENT.search(text[:4096]):
+        return FORMATS["opus"]
     if stripped.startswith("{"):
         first = stripped.split("\n", 1)[0]
         if '"turns"' in first:
@@ -112,12 +118,13 @@ def detect(path: Path, head: bytes) -> Format:
     """The format of a file: from its extension, else from its content."""
     suffix = path.suffix.lower()
     by_extension = next((f for f in FORMATS.values() if suffix in f.extensions), None)
-    if by_extension is not None and by_extension.name != "novel":
+    # .txt and .xml say little (prose or a dialogue set; OPUS or TTML): content first.
+    if by_extension is not None and by_extension.name not in ("novel", "opus"):
         return by_extension
     found = sniff(head)
     if found is not None:
         return found
-    if by_extension is not None:  # .txt that is nothing more specific: prose
+    if by_extension is not None:  # .txt that is nothing more specific: prose; .xml: OPUS
         return by_extension
     raise ReaderError(path, f"cannot tell the format; pass --format ({', '.join(FORMATS)})")
 

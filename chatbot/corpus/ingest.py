@@ -1,51 +1,78 @@
-"""Ingesting files into the corpus store: walk, fingerprint, detect, read, store."""
+"""Ingesting files into the corpus store: walk, fingerprint, detect, read, store.
+
+Inputs (files, and the members of archives) are read by worker processes on every core
+(`parallel.py`) and stored here in input order, each as one transaction, so the store
+comes out the same whatever the number of workers; an input too large to hold whole is
+read here as a stream.
+"""
 
 from __future__ import annotations
 
 import gc
-import hashlib
 import importlib.resources
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatbot.corpus.formats import KNOWN_EXTENSIONS, Format, detect, format_named
-from chatbot.corpus.readers.cornell import SKIP_NAMES  # companions read through another
+from chatbot.corpus.blob import Blob, FileBlob, TarMemberBlob
+from chatbot.corpus.dedup import Sketcher
+from chatbot.corpus.formats import Format, detect, format_named
+from chatbot.corpus.inputs import Input, Walk, input_files, layout_of
+from chatbot.corpus.parallel import (
+    Pool,
+    ReadJob,
+    content_digest,
+    encoding_of,
+    fits_worker,
+    read_conversations,
+    worker_outcome,
+)
 from chatbot.corpus.source import Source
-from chatbot.corpus.store import CorpusStore, SourceCounts
-from chatbot.corpus.subtitles.cue import CuesOutOfOrder
+from chatbot.corpus.store import CorpusStore, SourceCounts, SourceMeta
 from chatbot.corpus.textfile import scan
-from chatbot.corpus.types import ReadOptions
+from chatbot.corpus.types import WORK_FORMATS, ReadOptions
 from chatbot.errors import ChatbotError, ReaderError
+
+__all__ = ["FileResult", "IngestReport", "builtin_inputs", "default_jobs", "ingest",
+           "ingest_builtin", "ingest_file", "input_files"]
 
 
 @dataclass
 class FileResult:
-    """What happened to one input file."""
+    """What happened to one input (a file, or an archive member `ARCHIVE!member`)."""
 
     path: Path
     format: str | None = None
     conversations: int = 0
     turns: int = 0
     skipped_conversations: int = 0
+    duplicate_conversations: int = 0  # left out: stored turn for turn already
     unchanged_as: str | None = None  # the path it was first ingested from, when a no-op
+    duplicate_of: str | None = None  # the film it repeats, when stored as a duplicate
     error: str | None = None
+    done_bytes: int = 0  # how far through the inputs this is (progress)
 
     def count(self, counts: SourceCounts) -> FileResult:
         """Take the counts a store write returned (`CorpusStore.add_source`)."""
         self.conversations = counts.conversations
         self.turns = counts.turns
         self.skipped_conversations = counts.skipped_conversations
+        self.duplicate_conversations = counts.duplicate_conversations
+        self.unchanged_as = counts.unchanged_as
+        self.duplicate_of = counts.duplicate_of
         return self
 
 
 @dataclass
 class IngestReport:
-    """Counts for one ingest command (the --json object), plus per-file results."""
+    """Counts for one ingest command (the --json object), plus per-input results."""
 
     results: list[FileResult] = field(default_factory=list)
+    skipped_members: int = 0  # archive members of no known format (or another language)
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -55,28 +82,18 @@ class IngestReport:
             "turns": sum(r.turns for r in self.results),
             "skipped_conversations": sum(r.skipped_conversations for r in self.results),
             "unchanged": sum(r.unchanged_as is not None for r in self.results),
+            "duplicates": sum(r.duplicate_of is not None for r in self.results),
+            "duplicate_conversations": sum(r.duplicate_conversations for r in self.results),
+            "skipped_members": self.skipped_members,
         }
 
 
-def input_files(paths: Iterable[Path], every_file: bool = False) -> Iterator[Path]:
-    """The files named, with directories walked recursively in a stable order.
-
-    Walks pass over hidden files and folders, the Cornell companion files and, unless
-    `every_file` (as with --format), files of no known extension (a folder's README.md,
-    say); a file named explicitly is always read.
-    """
-    for path in paths:
-        path = Path(path)
-        if not path.is_dir():
-            yield path
-            continue
-        for root, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(files):
-                if name.startswith(".") or name in SKIP_NAMES:
-                    continue
-                if every_file or Path(name).suffix.lower() in KNOWN_EXTENSIONS:
-                    yield Path(root) / name
+def default_jobs() -> int:
+    """The number of cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def builtin_inputs(name: str) -> tuple[list[Path], Format]:
@@ -102,16 +119,14 @@ def builtin_inputs(name: str) -> tuple[list[Path], Format]:
     raise ChatbotError(f"unknown built-in corpus {name!r}; use chitchat or chatterbot[:LANGUAGE]")
 
 
-def _digest(path: Path, own: str, fmt: Format) -> str:
-    """The content digest of a source: its own, plus its companions' (Cornell's pair)."""
-    companions = getattr(fmt.module, "companions", None)
-    if companions is None:
-        return own
-    parts = [own] + [scan(p).sha256 for p in companions(path)]
-    if len(parts) == 1:
-        return own
-    # Sorted: the pair is the same source whichever of its files was named.
-    return hashlib.sha256("".join(sorted(parts)).encode()).hexdigest()
+def source_meta(name: str, fmt: str, sha256: str) -> SourceMeta:
+    """The work and OPUS layout of a source: films and books are works (by IMDb id where
+    the layout gives one, else by content), dialogue sets are not."""
+    layout = layout_of(name)
+    work = None
+    if fmt in WORK_FORMATS:
+        work = f"imdb:{layout.imdb_id}" if layout.imdb_id is not None else f"sha256:{sha256}"
+    return SourceMeta(work, layout.language, layout.year, layout.imdb_id)
 
 
 @contextmanager
@@ -127,50 +142,82 @@ def _rare_collections() -> Iterator[None]:
         gc.set_threshold(*threshold)
 
 
-def ingest_file(
-    store: CorpusStore, path: Path, options: ReadOptions, fmt: Format | None = None
-) -> FileResult:
-    """Read one file into the store as one transaction; errors go into the result."""
-    result = FileResult(path)
+def _read_here(store: CorpusStore, blob: Blob, options: ReadOptions, fmt: Format | None,
+               keep_duplicates: bool) -> FileResult:
+    """Read one input in this process, streaming it into the store as one transaction."""
+    result = FileResult(Path(blob.name))
     try:
-        info = scan(path)
-        fmt = fmt or detect(path, info.head)
+        info = scan(blob)
+        fmt = fmt or detect(Path(blob.name), info.head)
         result.format = fmt.name
-        digest = _digest(path, info.sha256, fmt)
+        digest = content_digest(blob, info.sha256, fmt)
         known = store.source_with_digest(digest)
         if known is not None:
             result.unchanged_as = known["path"]
             return result
-
-        def store_with(opts: ReadOptions):
-            source = Source(path, opts, info)
-            return store.add_source(
-                str(path.resolve()), digest, fmt.name, _encoding_of(source, fmt),
-                fmt.read(source, opts), opts.min_turns,
-            )
-
+        source = Source(blob, options, info)
         with _rare_collections():
-            try:
-                counts = store_with(options)
-            except CuesOutOfOrder:
-                # Too disordered to sort while streaming: read again through an on-disk sort.
-                counts = store_with(replace(options, sort_externally=True))
+            counts = store.add_source(
+                blob.stored_name, digest, fmt.name, encoding_of(source, fmt),
+                read_conversations(source, fmt, options), options.min_turns,
+                meta=source_meta(blob.name, fmt.name, digest), keep_duplicates=keep_duplicates,
+                sketch=Sketcher() if fmt.name in WORK_FORMATS else None,
+            )
     except ReaderError as e:
         result.error = str(e)
         return result
     except ChatbotError as e:
-        result.error = f"{path}: {e}"
+        result.error = f"{blob.name}: {e}"
         return result
     return result.count(counts)
 
 
-# Formats whose parser decodes the bytes itself (JSON is UTF; XML declares its encoding).
-_SELF_DECODING = frozenset({"chitchat", "ttml"})
+def _store_read(store: CorpusStore, blob: Blob, data: bytes, options: ReadOptions,
+                keep_duplicates: bool) -> FileResult:
+    """Store what a worker read."""
+    outcome = worker_outcome(data)
+    for warning in outcome[-1]:
+        options.warn(warning)
+    result = FileResult(Path(blob.name))
+    if outcome[0] == "error":
+        result.error = outcome[1]
+        return result
+    kind, fmt, encoding, digest = outcome[:4]
+    result.format = fmt
+    if kind == "known":
+        known = store.source_with_digest(digest)
+        if known is not None:
+            result.unchanged_as = known["path"]
+            return result
+        return _read_here(store, blob, options, format_named(fmt), keep_duplicates)
+    conversations, sketch = outcome[4], outcome[5]
+    try:
+        counts = store.add_source(
+            blob.stored_name, digest, fmt, encoding, conversations, options.min_turns,
+            meta=source_meta(blob.name, fmt, digest), keep_duplicates=keep_duplicates,
+            sketch=sketch)
+    except ChatbotError as e:
+        result.error = str(e)
+        return result
+    return result.count(counts)
 
 
-def _encoding_of(source: Source, fmt: Format) -> str | None:
-    """The text encoding to record for a source, None where the parser decodes itself."""
-    return None if fmt.name in _SELF_DECODING else source.encoding
+def ingest_file(store: CorpusStore, path: Path | Blob, options: ReadOptions,
+                fmt: Format | None = None, keep_duplicates: bool = False) -> FileResult:
+    """Read one file (or blob) into the store, here, as one transaction; errors go into
+    the result."""
+    blob = path if isinstance(path, Blob) else FileBlob(path)
+    return _read_here(store, blob, options, fmt, keep_duplicates)
+
+
+class _Pending:
+    """An input in the window: its worker's future, once handed to one."""
+
+    __slots__ = ("item", "future")
+
+    def __init__(self, item: Input) -> None:
+        self.item = item
+        self.future: Future[bytes] | None = None
 
 
 def ingest(
@@ -179,19 +226,75 @@ def ingest(
     options: ReadOptions,
     fmt: Format | None = None,
     on_file: Callable[[FileResult], None] | None = None,
+    *,
+    jobs: int = 1,
+    language: str | None = None,
+    keep_duplicates: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> IngestReport:
-    """Ingest every file under `paths`; one file failing never stops the others."""
+    """Ingest every file under `paths` (archives read member by member); one input failing
+    never stops the others. `jobs` worker processes read while this one stores, in input
+    order. Ctrl-C stops it: the inputs stored before stay, the one being stored does not.
+    """
     report = IngestReport()
+    walk = Walk(paths, every_file=fmt is not None, language=language, on_skip=on_skip)
     own = {store.path.resolve().with_name(store.path.name + suffix)
            for suffix in ("", "-wal", "-shm", "-journal")}
-    for path in input_files(paths):
-        if path.resolve() in own:
-            continue  # never read the store into itself
-        result = ingest_file(store, path, options, fmt)
-        report.results.append(result)
-        if on_file is not None:
-            on_file(result)
+    inputs = (item for item in walk
+              if item.blob is None or item.blob.path is None or item.blob.path.resolve() not in own)
+    job = ReadJob(fmt.name if fmt else None, options.encoding, options.gap_seconds,
+                  options.min_turns, str(store.path), keep_duplicates)
+    pool = Pool(jobs) if jobs > 1 else None
+    window: deque[_Pending] = deque()
+    ahead = 2 * jobs + 2  # inputs read ahead of the one being stored
+    try:
+        while True:
+            _fill(window, inputs, ahead)
+            if not window:
+                break
+            if pool is not None and (len(window) > 1 or pool.started):
+                for pending in window:
+                    if pending.future is None and pending.item.blob is not None and \
+                            fits_worker(pending.item.blob):
+                        pending.future = pool.submit(pending.item.blob, job)
+            result = _finish(store, window.popleft(), options, fmt, keep_duplicates)
+            report.results.append(result)
+            if on_file is not None:
+                on_file(result)
+    except BaseException:
+        if pool is not None:
+            pool.close(cancel=True)
+        raise
+    finally:
+        report.skipped_members = walk.skipped
+    if pool is not None:
+        pool.close()
     return report
+
+
+def _fill(window: deque[_Pending], inputs: Iterator[Input], ahead: int) -> None:
+    """Read ahead up to `ahead` inputs; never past a large tar member, which must be read
+    from the archive before the walk moves the archive on."""
+    while len(window) < ahead:
+        if window and isinstance(window[-1].item.blob, TarMemberBlob):
+            return
+        item = next(inputs, None)
+        if item is None:
+            return
+        window.append(_Pending(item))
+
+
+def _finish(store: CorpusStore, pending: _Pending, options: ReadOptions, fmt: Format | None,
+            keep_duplicates: bool) -> FileResult:
+    item = pending.item
+    if item.blob is None:
+        result = FileResult(Path(item.error.path), error=str(item.error))
+    elif pending.future is not None:
+        result = _store_read(store, item.blob, pending.future.result(), options, keep_duplicates)
+    else:
+        result = _read_here(store, item.blob, options, fmt, keep_duplicates)
+    result.done_bytes = item.done_bytes
+    return result
 
 
 def ingest_builtin(db: Path, name: str) -> Path:

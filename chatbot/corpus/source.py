@@ -1,22 +1,27 @@
-"""A file handed to a reader: its path, its fingerprint and a lazily detected encoding."""
+"""A file handed to a reader: its bytes, its fingerprint and a lazily detected encoding."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import BinaryIO
 
-from chatbot.corpus.textfile import FileScan, TextFile, resolve_encoding, scan
+from chatbot.corpus.blob import Blob, opening
+from chatbot.corpus.textfile import FileScan, TextFile, as_blob, resolve_encoding, scan
 from chatbot.corpus.types import ReadOptions
 from chatbot.errors import ReaderError
 
 
 class Source:
-    """One input file. Readers call `text()` for decoded lines or `binary()` for raw bytes."""
+    """One input: a file, or a member of an archive. Readers call `text()` for decoded
+    lines or `binary()` for raw bytes; `path` names it in messages (for a member,
+    `ARCHIVE!member`, which is no path on disk)."""
 
-    def __init__(self, path: Path, options: ReadOptions, info: FileScan | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, file: Blob | Path, options: ReadOptions, info: FileScan | None = None
+                 ) -> None:
+        self.blob = as_blob(file)
+        self.path = Path(self.blob.name)
         self.options = options
-        self.info = info if info is not None else scan(self.path)
+        self.info = info if info is not None else scan(self.blob)
         self._encoding: str | None = None
 
     @property
@@ -28,13 +33,19 @@ class Source:
 
     def text(self) -> TextFile:
         """The file as decoded lines (streaming), reporting byte progress."""
-        return TextFile(self.path, self.encoding, self.options.progress)
+        return TextFile(self.blob, self.encoding, self.options.progress)
 
     def binary(self) -> BinaryIO:
-        """The raw bytes, for readers whose parser decodes itself (JSON)."""
+        """The raw bytes, for readers whose parser decodes itself (JSON, XML). Reading a
+        damaged compressed stream raises ReaderError (see `reading`)."""
         if self.info.size == 0:
             raise ReaderError(self.path, "empty file")
-        return open(self.path, "rb")
+        return self.blob.open()
+
+    def reading(self):
+        """A context in which errors of a damaged stream become this source's ReaderError:
+        for readers whose parser reads `binary()` itself."""
+        return opening(str(self.path))
 
     def warn(self, message: str, line: int | None = None) -> None:
         """A non-fatal problem, reported as 'file:line: message'."""

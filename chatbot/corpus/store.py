@@ -17,7 +17,14 @@ from typing import Any
 from sqlite_utils import Database, Migrations
 
 from chatbot.corpus.bulk_write import BatchWriter
-from chatbot.corpus.types import Conversation, Turn
+from chatbot.corpus.dedup import (
+    NEAR_DUPLICATE_JACCARD,
+    Sketcher,
+    candidates_needed,
+    conversation_digest,
+    jaccard,
+)
+from chatbot.corpus.types import WORK_FORMATS, Conversation, Turn
 from chatbot.errors import ChatbotError
 
 migrations = Migrations("chatbot.corpus")
@@ -85,13 +92,68 @@ def m002_fts_without_column_sizes(db: Database) -> None:
     db.execute("INSERT INTO turns_fts (turns_fts) VALUES ('rebuild')")
 
 
+@migrations()
+def m003_works_and_duplicates(db: Database) -> None:
+    """What splits and deduplication need: each source's work (the split key of films and
+    books), its OPUS layout (language, year, IMDb id), whether it duplicates another
+    source; each conversation's digest; each film's sketch. Existing stores upgrade in
+    place: their films and books become works of their own, their conversations get
+    digests."""
+    sources = db["sources"]
+    sources.add_column("work", str)
+    sources.add_column("language", str)
+    sources.add_column("year", int)
+    sources.add_column("imdb_id", int)
+    sources.add_column("duplicate_of", int)
+    sources.add_column("duplicate_conversations", int)
+    sources.create_index(["imdb_id"])
+    sources.create_index(["duplicate_of"])
+    marks = ", ".join("?" for _ in WORK_FORMATS)
+    db.execute(f"UPDATE sources SET work = 'sha256:' || sha256 WHERE format IN ({marks})",
+               sorted(WORK_FORMATS))
+    db["conversations"].add_column("digest", int)
+    rows = db.execute("SELECT conversation_id, text FROM turns ORDER BY conversation_id, "
+                      "position")
+    digests = (
+        (conversation_digest(text for _, text in group), conversation_id)
+        for conversation_id, group in itertools.groupby(rows, key=lambda r: r[0])
+    )
+    db.conn.executemany("UPDATE conversations SET digest = ? WHERE id = ?", digests)
+    db["conversations"].create_index(["digest"])
+    db["sketches"].create({"source_id": int, "hash": int}, foreign_keys=[
+        ("source_id", "sources", "id")], not_null={"source_id", "hash"})
+    db["sketches"].create_index(["hash"])
+    db["sketches"].create_index(["source_id"])
+
+
+@dataclass(frozen=True)
+class SourceMeta:
+    """What a source says about itself beyond its content: the work it belongs to (None:
+    a dialogue set, split by conversation) and the OPUS layout's language, year and IMDb
+    id, where its path follows that layout."""
+
+    work: str | None = None
+    language: str | None = None
+    year: int | None = None
+    imdb_id: int | None = None
+
+
 @dataclass(frozen=True)
 class SourceCounts:
-    """What one source added: conversations and turns kept, conversations dropped."""
+    """What one source added: conversations and turns kept, conversations dropped (too
+    short, or already stored turn for turn); for a source already stored, or stored as a
+    duplicate of another, that one's path."""
 
     conversations: int = 0
     turns: int = 0
     skipped_conversations: int = 0
+    duplicate_conversations: int = 0
+    unchanged_as: str | None = None
+    duplicate_of: str | None = None
+
+
+class _Duplicate(Exception):
+    """Internal: the source turned out to be a near-duplicate; undo its conversations."""
 
 
 def _check_file(path: Path) -> None:
@@ -166,59 +228,159 @@ class CorpusStore:
         encoding: str | None,
         conversations: Iterable[Conversation],
         min_turns: int,
+        *,
+        meta: SourceMeta = SourceMeta(),
+        keep_duplicates: bool = False,
+        sketch: list[int] | Sketcher | None = None,
     ) -> SourceCounts:
         """Store one source and its conversations in a single transaction.
 
-        Conversations with fewer than `min_turns` turns are counted, not stored. If the
+        Conversations with fewer than `min_turns` turns are counted, not stored, and so
+        are conversations already stored turn for turn. Content stored before (the same
+        digest) is not stored again. A film whose IMDb id is stored already, or whose
+        sketch (given, or a Sketcher fed while the conversations stream) is a near-
+        duplicate of a stored film's, is recorded as a duplicate of it with no
+        conversations. `keep_duplicates` stores everything; a near-duplicate then joins
+        the work of the film it repeats, so that the two never straddle a split. If the
         iterable raises, the transaction is rolled back and the error propagates.
         """
         conn = self.db.conn
-        kept = turns = skipped = 0
         try:
             with self.db.atomic():
-                # The first write takes the write lock, so the ids read next are ours to
-                # continue from: rows are then inserted in large batches, not one by one.
-                source_id = conn.execute(
-                    "INSERT INTO sources (path, sha256, format, encoding, ingested_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (path, sha256, fmt, encoding, datetime.now(UTC).isoformat(timespec="seconds")),
-                ).lastrowid
-                first_id = conn.execute(
-                    "SELECT COALESCE(MAX(id), 0) + 1 FROM conversations"
-                ).fetchone()[0]
-                with BatchWriter(conn, source_id, first_id) as writer:
-                    for conversation in conversations:
-                        if len(conversation.turns) < min_turns:
-                            skipped += 1
-                            continue
-                        writer.add(conversation)
-                        kept += 1
-                        turns += len(conversation.turns)
+                try:
+                    # The first write takes the write lock: what is read next is settled,
+                    # and ids read next are ours to continue from.
+                    source_id = conn.execute(
+                        "INSERT INTO sources (path, sha256, format, encoding, ingested_at, "
+                        "work, language, year, imdb_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (path, sha256, fmt, encoding,
+                         datetime.now(UTC).isoformat(timespec="seconds"), meta.work,
+                         meta.language, meta.year, meta.imdb_id),
+                    ).lastrowid
+                except sqlite3.IntegrityError:
+                    known = self.source_with_digest(sha256)
+                    if known is None:
+                        raise
+                    return SourceCounts(unchanged_as=known["path"])
+                original = self._original_of(source_id, meta, sketch)
+                if original is not None and not keep_duplicates:
+                    return self._mark_duplicate(source_id, original)
+                if original is not None:
+                    self._join_work(source_id, original)
+                try:
+                    with self.db.atomic():  # a savepoint: a late near-duplicate undoes it
+                        counts = self._add_conversations(
+                            source_id, conversations, min_turns, not keep_duplicates,
+                            sketch if isinstance(sketch, Sketcher) else None)
+                        if isinstance(sketch, Sketcher):
+                            sketch = sketch.sketch()
+                            original = self._near_duplicate(source_id, sketch)
+                            if original is not None and not keep_duplicates:
+                                raise _Duplicate
+                            if original is not None:
+                                self._join_work(source_id, original)
+                except _Duplicate:
+                    return self._mark_duplicate(source_id, original)
+                if sketch:
+                    conn.executemany("INSERT INTO sketches (source_id, hash) VALUES (?, ?)",
+                                     ((source_id, h) for h in sketch))
                 conn.execute(
-                    "UPDATE sources SET conversations = ?, turns = ?, skipped_conversations = ? "
-                    "WHERE id = ?",
-                    (kept, turns, skipped, source_id),
+                    "UPDATE sources SET conversations = ?, turns = ?, skipped_conversations = ?, "
+                    "duplicate_conversations = ? WHERE id = ?",
+                    (counts.conversations, counts.turns, counts.skipped_conversations,
+                     counts.duplicate_conversations, source_id),
                 )
         except sqlite3.OperationalError as e:
             raise ChatbotError(f"{self.path}: cannot write the corpus database: {e}") from None
-        return SourceCounts(kept, turns, skipped)
+        return counts
+
+    def _add_conversations(
+        self, source_id: int, conversations: Iterable[Conversation], min_turns: int,
+        dedup: bool, sketcher: Sketcher | None,
+    ) -> SourceCounts:
+        conn = self.db.conn
+        skipped = 0
+        first_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM conversations").fetchone()[0]
+        with BatchWriter(conn, source_id, first_id, dedup) as writer:
+            for conversation in conversations:
+                if len(conversation.turns) < min_turns:
+                    skipped += 1
+                    continue
+                texts = [turn[0] for turn in conversation.turns]
+                if sketcher is not None:
+                    sketcher.add(texts)
+                writer.add(conversation.turns, conversation_digest(texts))
+        return SourceCounts(writer.kept_conversations, writer.kept_turns, skipped,
+                            writer.queued - writer.kept_conversations)
+
+    def _original_of(self, source_id: int, meta: SourceMeta,
+                     sketch: list[int] | Sketcher | None) -> dict[str, Any] | None:
+        """The stored film this one repeats, by IMDb id or by a given sketch, if any."""
+        if meta.imdb_id is not None:
+            rows = list(self.db.query(
+                "SELECT id, path, work FROM sources WHERE imdb_id = ? AND id != ? AND "
+                "duplicate_of IS NULL ORDER BY id LIMIT 1", [meta.imdb_id, source_id]))
+            if rows:
+                return rows[0]
+        if isinstance(sketch, list):
+            return self._near_duplicate(source_id, sketch)
+        return None
+
+    def _near_duplicate(self, source_id: int, sketch: list[int] | None) -> dict[str, Any] | None:
+        """The stored film whose sketch is most like `sketch`, if at least the threshold."""
+        if not sketch:
+            return None
+        marks = ", ".join("?" for _ in sketch)
+        candidates = self.db.execute(
+            f"SELECT source_id FROM sketches WHERE hash IN ({marks}) AND source_id != ? "
+            "GROUP BY source_id HAVING COUNT(*) >= ? ORDER BY COUNT(*) DESC LIMIT 8",
+            [*sketch, source_id, candidates_needed()]).fetchall()
+        best, best_score = None, NEAR_DUPLICATE_JACCARD
+        for (candidate,) in candidates:
+            theirs = [h for (h,) in self.db.execute(
+                "SELECT hash FROM sketches WHERE source_id = ?", [candidate])]
+            score = jaccard(sketch, theirs)
+            if score >= best_score:
+                best, best_score = candidate, score
+        if best is None:
+            return None
+        return next(self.db.query("SELECT id, path, work FROM sources WHERE id = ?", [best]))
+
+    def _mark_duplicate(self, source_id: int, original: dict[str, Any]) -> SourceCounts:
+        self.db.conn.execute(
+            "UPDATE sources SET duplicate_of = ?, work = ?, conversations = 0, turns = 0, "
+            "skipped_conversations = 0 WHERE id = ?", (original["id"], original["work"], source_id))
+        return SourceCounts(duplicate_of=original["path"])
+
+    def _join_work(self, source_id: int, original: dict[str, Any]) -> None:
+        if original["work"] is not None:
+            self.db.conn.execute("UPDATE sources SET work = ? WHERE id = ?",
+                                 (original["work"], source_id))
 
     # Reading
 
     def stats(self) -> dict[str, int]:
-        """Counts for the whole store."""
+        """Counts for the whole store: sources (those stored, not as duplicates),
+        conversations, turns, duplicates (sources recorded as another's repeat) and
+        duplicate conversations (left out as stored already)."""
+        sources, duplicates, repeated = self.db.execute(
+            "SELECT COUNT(*) - COUNT(duplicate_of), COUNT(duplicate_of), "
+            "COALESCE(SUM(duplicate_conversations), 0) FROM sources").fetchone()
         return {
-            "sources": self.db["sources"].count,
+            "sources": sources,
             "conversations": self.db["conversations"].count,
             "turns": self.db["turns"].count,
+            "duplicates": duplicates,
+            "duplicate_conversations": repeated,
         }
 
     def stats_by_format(self) -> list[dict[str, Any]]:
-        """Sources, conversations and turns per input format."""
+        """Sources, conversations, turns and duplicates per input format."""
         return list(
             self.db.query(
-                "SELECT format, COUNT(*) AS sources, SUM(conversations) AS conversations, "
-                "SUM(turns) AS turns FROM sources GROUP BY format ORDER BY format"
+                "SELECT format, COUNT(*) - COUNT(duplicate_of) AS sources, "
+                "SUM(conversations) AS conversations, SUM(turns) AS turns, "
+                "COUNT(duplicate_of) AS duplicates FROM sources GROUP BY format ORDER BY format"
             )
         )
 
@@ -265,16 +427,37 @@ class CorpusStore:
         for (conversation_id, source), group in itertools.groupby(rows, key=lambda r: r[:2]):
             yield conversation_id, source, Conversation([Turn(*r[2:]) for r in group])
 
-    def iter_turn_texts(self) -> Iterator[tuple[str, list[str]]]:
-        """(stable key, turn texts) per conversation, streamed in id order.
+    def iter_turn_texts(self, split_by: str = "work") -> Iterator[tuple[str, list[str]]]:
+        """(split key, turn texts) per conversation, streamed in id order.
 
-        The key (source digest and position) names a conversation the same way in any
-        store built from the same files, so train/validation splits by hash are stable.
+        The key names what a train/validation split keeps together, the same way in any
+        store built from the same files, so splits by its hash are stable: with
+        `split_by="work"`, a film's or book's work (its IMDb id, else its content
+        digest) for works and the conversation (source digest and position) for
+        dialogue sets; with "conversation" (how models trained before works existed
+        were split), always the conversation.
         """
+        return ((key, texts) for key, _, texts in self.iter_split_conversations(split_by))
+
+    def iter_split_conversations(
+        self, split_by: str = "work"
+    ) -> Iterator[tuple[str, int, list[str]]]:
+        """(split key, conversation id, turn texts) per conversation, in id order."""
+        key = _SPLIT_KEYS.get(split_by)
+        if key is None:
+            raise ChatbotError(f"unknown split key {split_by!r}; choose one of "
+                               f"{', '.join(_SPLIT_KEYS)}")
         rows = self.db.conn.execute(
-            "SELECT s.sha256 || ':' || c.position, t.text FROM conversations c "
+            f"SELECT {key}, c.id, t.text FROM conversations c "
             "JOIN sources s ON s.id = c.source_id JOIN turns t ON t.conversation_id = c.id "
             "ORDER BY c.id, t.position"
         )
-        for key, group in itertools.groupby(rows, key=lambda r: r[0]):
-            yield key, [text for _, text in group]
+        for (split_key, conversation_id), group in itertools.groupby(rows, key=lambda r: r[:2]):
+            yield split_key, conversation_id, [text for _, _, text in group]
+
+
+_CONVERSATION_KEY = "s.sha256 || ':' || c.position"
+_SPLIT_KEYS = {
+    "work": f"COALESCE(s.work, {_CONVERSATION_KEY})",
+    "conversation": _CONVERSATION_KEY,
+}

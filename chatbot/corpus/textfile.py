@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from chatbot.corpus.blob import Blob, FileBlob, opening
 from chatbot.errors import ReaderError
 
 CHUNK = 1 << 20
@@ -41,40 +42,37 @@ class FileScan:
     bad_sample: bytes  # bytes around that place, for charset detection
 
 
-def scan(path: Path) -> FileScan:
-    """Hash the file and check UTF-8 validity in one streaming pass."""
+def as_blob(file: Blob | Path | str) -> Blob:
+    """A blob for a path (callers may still pass plain paths)."""
+    return file if isinstance(file, Blob) else FileBlob(file)
+
+
+def scan(file: Blob | Path) -> FileScan:
+    """Hash the (decompressed) bytes and check UTF-8 validity in one streaming pass."""
+    blob = as_blob(file)
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     size = 0
     head = b""
     bad_at: int | None = None
     bad_sample = b""
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-                if not head:
-                    head = chunk[:SAMPLE]
-                if bad_at is None:
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError as e:
-                        bad_at = size + e.start
-                        bad_sample = chunk[max(0, e.start - SAMPLE // 2) : e.start + SAMPLE // 2]
-                size += len(chunk)
+    with opening(blob.name), blob.open() as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            if not head:
+                head = chunk[:SAMPLE]
             if bad_at is None:
                 try:
-                    decoder.decode(b"", final=True)
-                except UnicodeDecodeError:
-                    bad_at = size
-    except IsADirectoryError:
-        raise ReaderError(path, "is a directory, not a file") from None
-    except FileNotFoundError:
-        raise ReaderError(path, "no such file") from None
-    except PermissionError:
-        raise ReaderError(path, "permission denied") from None
-    except OSError as e:
-        raise ReaderError(path, f"cannot read: {e.strerror or e}") from None
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as e:
+                    bad_at = size + e.start
+                    bad_sample = chunk[max(0, e.start - SAMPLE // 2) : e.start + SAMPLE // 2]
+            size += len(chunk)
+        if bad_at is None:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                bad_at = size
     bom = next((enc for mark, enc in _BOMS if head.startswith(mark)), None)
     return FileScan(digest.hexdigest(), size, head, bom, bad_at is None, bad_at, bad_sample)
 
@@ -129,8 +127,9 @@ def _byte_oriented(encoding: str) -> bool:
 class TextFile:
     """A text file opened for streaming: decoded lines with their numbers and byte progress."""
 
-    def __init__(self, path: Path, encoding: str, progress=None) -> None:
-        self.path = path
+    def __init__(self, file: Blob | Path, encoding: str, progress=None) -> None:
+        self.blob = as_blob(file)
+        self.path = self.blob.name  # for messages
         self.encoding = encoding
         self.line = 0  # number of the line last yielded (1-based)
         self._progress = progress
@@ -157,7 +156,7 @@ class TextFile:
         `self.line` counts the lines yielded so far.
         """
         self.line = 0
-        with open(self.path, "rb") as raw:
+        with opening(self.path), self.blob.open() as raw:
             if _byte_oriented(self.encoding):
                 pieces = self._byte_chunks(raw, size)
             else:

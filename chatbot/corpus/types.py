@@ -11,6 +11,11 @@ from typing import NamedTuple
 DEFAULT_GAP_SECONDS = 5.0
 DEFAULT_MIN_TURNS = 2
 
+# Formats whose sources are works (a film, a book): train and validation are split by
+# work, so no film or book has conversations on both sides. Dialogue sets (one file of
+# many unrelated dialogues) are split by conversation.
+WORK_FORMATS = frozenset({"srt", "vtt", "ass", "ttml", "opus", "novel", "epub"})
+
 
 class Turn(NamedTuple):
     """One speaker's contribution: the text, and who said it and when, where known.

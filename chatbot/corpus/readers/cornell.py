@@ -65,7 +65,7 @@ def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
             path, f"Cornell movie {what} need {need} beside them (not found in {path.parent})"
         )
     override = source.options.encoding
-    handed = TextFile(path, resolve_encoding(path, source.info, override), source.options.progress)
+    handed = source.text()
     companion_text = TextFile(companion, resolve_encoding(companion, scan(companion), override))
     if handed_conversations:
         lines_file, conversations_file = companion_text, handed
@@ -76,7 +76,7 @@ def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
         # closing() so the database file is released before its directory is removed.
         with closing(sqlite3.connect(Path(tmp) / "lines.db")) as db:
             _index_lines(db, lines_file, source)
-            yield from _conversations(db, conversations_file, lines_file.path.name, source)
+            yield from _conversations(db, conversations_file, Path(lines_file.path).name, source)
 
 
 def _index_lines(db: sqlite3.Connection, lines_file: TextFile, source: Source) -> None:

@@ -7,6 +7,9 @@ long stretches of narration end a conversation. Speakers are unknown.
 PTB-tokenized books (one sentence a line, quotes as separate ` and ' tokens, no blank
 lines) have lost their paragraphs; there a turn ends where speech resumes after narration
 that finished a sentence, or right after another quote closed.
+
+`conversations_from_paragraphs` applies the same speech rules to paragraphs found
+elsewhere (the EPUB reader's XHTML chapters).
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ ILLUSTRATION_MAX_LINES = 40  # an [Illustration: … that never closes stops bei
 MENTION_MAX_WORDS = 3  # “ORANGE MARMALADE” after a word is a label, not speech
 TOKENIZED_SAMPLE = 200  # lines looked at to tell a PTB-tokenized file
 
-_HEADER_END = re.compile(
+# Public: the EPUB reader also looks for these markers in paragraph text.
+GUTENBERG_START = re.compile(
     r"^\s*\*+\s*START OF (?:THE|THIS) PROJECT GUTENBERG|^\s*\*END\*?\s*THE SMALL PRINT", re.I
 )
-_FOOTER = re.compile(r"^\s*(?:\*+\s*)?END OF (?:THE |THIS )?PROJECT GUTENBERG", re.I)
+GUTENBERG_END = re.compile(r"^\s*(?:\*+\s*)?END OF (?:THE |THIS )?PROJECT GUTENBERG", re.I)
 _ILLUSTRATION = re.compile(r"\[Illustration", re.I)
 _ITALIC = re.compile(r"(?<![\w_])_(?=[^\s_])(.*?[^\s_])_(?!_)")  # also "_Un_important"
 _SCENE_BREAK = re.compile(r"^(?:[*#~=•·_-]\s*){3,}$")
@@ -86,18 +90,34 @@ def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
     sample = list(islice(lines, TOKENIZED_SAMPLE))
     tokenized = sum(bool(_TOKENIZED_QUOTE.search(line)) for line in sample) >= 3
     lines = chain(sample, lines)
+    if not tokenized:
+        yield from conversations_from_paragraphs(_paragraphs(lines, source, text))
+        return
     dialogue = _Dialogue()
-    if tokenized:
-        parser = _Tokenized(dialogue)
-        for line in lines:
-            parser.line(line)
-            yield from dialogue.finished()
-        parser.line("")
-    else:
-        left_open: str | None = None
-        for paragraph in _paragraphs(lines, source, text):
+    parser = _Tokenized(dialogue)
+    for line in lines:
+        parser.line(line)
+        yield from dialogue.finished()
+    parser.line("")
+    dialogue.end_conversation()
+    yield from dialogue.finished()
+
+
+def conversations_from_paragraphs(paragraphs: Iterable[list[str]]) -> Iterator[Conversation]:
+    """Conversations from paragraphs (each a list of lines), yielded as each one ends.
+
+    An empty paragraph is a section boundary (a chapter, a heading found by the caller): it
+    ends the conversation, as a heading line does in a .txt book.
+    """
+    dialogue = _Dialogue()
+    left_open: str | None = None
+    for paragraph in paragraphs:
+        if paragraph:
             left_open = _paragraph(paragraph, left_open, dialogue)
-            yield from dialogue.finished()
+        else:
+            dialogue.end_conversation()
+            left_open = None  # speech does not run on across a section boundary
+        yield from dialogue.finished()
     dialogue.end_conversation()
     yield from dialogue.finished()
 
@@ -154,11 +174,11 @@ def _body(lines: Iterator[str]) -> Iterator[str]:
     start = 0
     ended = False
     for line in lines:
-        if _FOOTER.match(line):
+        if GUTENBERG_END.match(line):
             ended = True
             break
         window.append(line)
-        if _HEADER_END.match(line):
+        if GUTENBERG_START.match(line):
             start = len(window)  # the last marker wins: "*** START" may follow small print
         if len(window) >= HEADER_WINDOW:
             break
@@ -168,7 +188,7 @@ def _body(lines: Iterator[str]) -> Iterator[str]:
     rest.clear()
     if not ended:
         for line in lines:
-            if _FOOTER.match(line):
+            if GUTENBERG_END.match(line):
                 break
             yield line
     for _ in lines:  # read on so progress reaches the end of the file

@@ -16,7 +16,8 @@ def conversations(
     parse: child.Parser, source: Source, options: ReadOptions
 ) -> Iterator[Conversation]:
     """Parse the file with `parse`, clean and order its cues, and segment them."""
-    if source.info.size >= child.CHILD_MIN_BYTES:
+    # A child opens the file itself: only a plain file on disk can go to one.
+    if source.info.size >= child.CHILD_MIN_BYTES and source.blob.path is not None:
         cues = child.cleaned_in_child(parse, source)
     else:
         cues = cleaned(parse(source))

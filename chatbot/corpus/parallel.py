@@ -1,0 +1,186 @@
+"""Reading inputs on every core: worker processes read, decode and segment whole files
+while this process stores them, each as one transaction, in input order.
+
+A worker is a fresh interpreter (the "spawn" start method): forking could copy a parent
+that holds TensorFlow's threads, and a fresh one imports only the corpus readers. It
+ignores Ctrl-C, which the parent handles (a worker's traceback would be noise). What
+it sends back is one `marshal`ed tuple per input (the cheapest form for the parent to
+load, on its busy core):
+
+    ("read", format, encoding, sha256, conversations, sketch, warnings)
+    ("known", format, encoding, sha256, warnings)  already stored: nothing was parsed
+    ("error", message, warnings)
+
+Conversations travel as lists of (text, speaker, start_ms, end_ms) tuples.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import marshal
+import multiprocessing
+import signal
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from chatbot.corpus.blob import Blob
+from chatbot.corpus.dedup import Sketcher
+from chatbot.corpus.formats import Format, detect, format_named
+from chatbot.corpus.source import Source
+from chatbot.corpus.subtitles.cue import CuesOutOfOrder
+from chatbot.corpus.textfile import scan
+from chatbot.corpus.types import WORK_FORMATS, Conversation, ReadOptions
+from chatbot.errors import ChatbotError, ReaderError
+
+# Inputs larger than this are read in the parent as a stream (memory stays flat); a
+# worker holds a whole input's conversations until the parent takes them.
+WORKER_MAX_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class ReadJob:
+    """What a worker needs besides the blob (picklable: no callbacks)."""
+
+    format_name: str | None
+    encoding: str | None
+    gap_seconds: float
+    min_turns: int
+    db_path: str | None  # the store, read-only: inputs stored already are not parsed
+    keep_duplicates: bool
+
+
+def read_blob(blob: Blob, job: ReadJob) -> bytes:
+    """In a worker: read one input completely; the outcome, marshalled."""
+    warnings: list[str] = []
+    options = ReadOptions(encoding=job.encoding, gap_seconds=job.gap_seconds,
+                          warn=warnings.append)
+    try:
+        info = scan(blob)
+        fmt = format_named(job.format_name) if job.format_name else detect(
+            Path(blob.name), info.head)
+        source = Source(blob, options, info)
+        encoding = encoding_of(source, fmt)
+        digest = content_digest(blob, info.sha256, fmt)
+        if _stored_already(job, digest):
+            return marshal.dumps(("known", fmt.name, encoding, digest, warnings))
+        sketcher = Sketcher() if fmt.name in WORK_FORMATS else None
+        conversations = []
+        for conversation in read_conversations(source, fmt, options):
+            turns = [tuple(turn) for turn in conversation.turns]
+            if sketcher is not None and len(turns) >= job.min_turns:  # as the store would
+                sketcher.add([turn[0] for turn in turns])
+            conversations.append(turns)
+        sketch = sketcher.sketch() if sketcher is not None else None
+        return marshal.dumps(("read", fmt.name, encoding, digest, conversations, sketch,
+                              warnings))
+    except ReaderError as e:
+        return marshal.dumps(("error", str(e), warnings))
+    except ChatbotError as e:
+        return marshal.dumps(("error", f"{blob.name}: {e}", warnings))
+
+
+def read_conversations(source: Source, fmt: Format, options: ReadOptions
+                       ) -> Iterator[Conversation]:
+    """The source's conversations; a subtitle file too far out of order for the streaming
+    sort is read again through an on-disk sort."""
+    try:
+        yield from fmt.read(source, options)
+    except CuesOutOfOrder:
+        sorted_options = replace(options, sort_externally=True)
+        yield from fmt.read(Source(source.blob, sorted_options, source.info), sorted_options)
+
+
+def content_digest(blob: Blob, own: str, fmt: Format) -> str:
+    """The content digest of a source: its own, plus its companions' (Cornell's pair)."""
+    companions = getattr(fmt.module, "companions", None)
+    if companions is None or blob.path is None:
+        return own
+    parts = [own] + [scan(p).sha256 for p in companions(blob.path)]
+    if len(parts) == 1:
+        return own
+    # Sorted: the pair is the same source whichever of its files was named.
+    return hashlib.sha256("".join(sorted(parts)).encode()).hexdigest()
+
+
+# Formats whose parser decodes the bytes itself (JSON is UTF; XML declares its encoding;
+# an EPUB is a zip of XML).
+_SELF_DECODING = frozenset({"chitchat", "ttml", "opus", "epub"})
+
+
+def encoding_of(source: Source, fmt: Format) -> str | None:
+    """The text encoding to record for a source, None where the parser decodes itself."""
+    return None if fmt.name in _SELF_DECODING else source.encoding
+
+
+_STORE: dict[str, sqlite3.Connection] = {}
+
+
+def _stored_already(job: ReadJob, sha256: str) -> bool:
+    """Whether the store holds this content already (a read-only look: the parent decides
+    for good inside its write transaction)."""
+    if job.db_path is None:
+        return False
+    conn = _STORE.get(job.db_path)
+    if conn is None:
+        try:
+            conn = sqlite3.connect(f"file:{job.db_path}?mode=ro", uri=True)
+            conn.execute("PRAGMA busy_timeout = 10000")
+        except sqlite3.Error:
+            return False
+        _STORE[job.db_path] = conn
+    try:
+        return conn.execute("SELECT 1 FROM sources WHERE sha256 = ? LIMIT 1",
+                            [sha256]).fetchone() is not None
+    except sqlite3.Error:
+        return False
+
+
+def _start_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Reading makes millions of short-lived tuples and no reference cycles.
+    gc.set_threshold(1_000_000, 50, 50)
+
+
+class Pool:
+    """Worker processes, started on first use."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self._executor: ProcessPoolExecutor | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    def submit(self, blob: Blob, job: ReadJob) -> Future[bytes]:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker)
+        return self._executor.submit(read_blob, blob, job)
+
+    def close(self, cancel: bool = False) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=not cancel, cancel_futures=cancel)
+            self._executor = None
+
+
+def worker_outcome(data: bytes) -> tuple:
+    """A worker's outcome, with conversations as Conversation objects."""
+    outcome = marshal.loads(data)
+    if outcome[0] == "read":
+        kind, fmt, encoding, sha256, conversations, sketch, warnings = outcome
+        return (kind, fmt, encoding, sha256, [Conversation(c) for c in conversations], sketch,
+                warnings)
+    return outcome
+
+
+def fits_worker(blob: Blob) -> bool:
+    """Whether a worker may read this input whole."""
+    return blob.size is not None and blob.size <= WORKER_MAX_BYTES
+
+
