@@ -127,12 +127,12 @@ def other_source_rows(default: Path, chitchat: Path, work: Path, exchanges: int)
     from chatbot.train.data import conversations
 
     loaded = directory.load(default)
-    valid_fraction, max_len, _ = split_options(loaded.metadata)
+    valid_fraction, max_len, _, split_by = split_options(loaded.metadata)
 
     def targets(db: Path, split: str):
         with CorpusStore(db) as store:
             for conversation in conversations(store, loaded.tokenizer, split, valid_fraction,
-                                              max_len):
+                                              max_len, split_by):
                 yield from (e.target_out for e in conversation)
 
     ngram = KneserNeyTrigram.fit(targets(chitchat, "train"), loaded.tokenizer.vocab_size)

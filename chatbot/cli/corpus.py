@@ -18,6 +18,7 @@ from chatbot.corpus.ingest import (
     default_jobs,
     input_files,
 )
+from chatbot.corpus.split import SPLIT_BY, SPLITS
 from chatbot.corpus.store import CorpusStore
 from chatbot.corpus.types import DEFAULT_GAP_SECONDS, DEFAULT_MIN_TURNS, ReadOptions
 from chatbot.errors import ChatbotError
@@ -218,10 +219,15 @@ def stats(db_path, as_json):
             return
         click.echo(f"{counts['sources']} sources, {counts['conversations']} conversations, "
                    f"{counts['turns']} turns in {store.path}")
+        if counts["duplicates"] or counts["duplicate_conversations"]:
+            click.echo(f"not stored again: {counts['duplicates']} duplicate files (another "
+                       f"release of a stored film), {counts['duplicate_conversations']} "
+                       "conversations stored already")
         for row in store.stats_by_format():
+            dupes = f" {row['duplicates']:>6} duplicates" if row["duplicates"] else ""
             click.echo(f"  {row['format']:<16} {row['sources']:>6} sources "
                        f"{row['conversations'] or 0:>9} conversations "
-                       f"{row['turns'] or 0:>10} turns")
+                       f"{row['turns'] or 0:>10} turns{dupes}")
 
 
 @corpus.command()
@@ -284,17 +290,27 @@ def search(query, db_path, limit, as_json):
               show_default=True)
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
               help="Write here instead of stdout.")
-def export(db_path, format_name, output):
-    """Write every conversation as JSONL: one {"id", "source", "turns"} object a line.
+@click.option("--split", type=click.Choice(SPLITS), default="all", show_default=True,
+              help="Only one side of the train/validation split, as `chatbot train` makes it.")
+@click.option("--valid-fraction", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="With --split: the share of works (films, books; dialogues of dialogue "
+              "sets) that go to validation.")
+@click.option("--split-by", type=click.Choice(SPLIT_BY), default="work", show_default=True,
+              help="With --split: keep each work on one side (what training does), or split "
+              "by conversation (how models trained before works were split).")
+def export(db_path, format_name, output, split, valid_fraction, split_by):
+    """Write conversations as JSONL: one {"id", "source", "turns"} object a line.
 
     \b
     Example:
         chatbot corpus export > corpus.jsonl
+        chatbot corpus export --split valid --valid-fraction 0.05 > valid.jsonl
     """
     from chatbot.corpus.readers import jsonl
 
     with _open_existing(db_path) as store:
-        for conversation_id, source, conversation in store.iter_conversations():
+        for conversation_id, source, conversation in store.iter_conversations(
+                split, valid_fraction, split_by):
             output.write(jsonl.dumps(conversation_id, source, conversation) + "\n")
 
 

@@ -104,8 +104,10 @@ def train(db_path, model_dir, arch, cell, depth, peek, tie_embeddings, context, 
         saved_run = saved_options(model_dir)
         keep = {k: saved_run[k] for k in ("batch_size", "seed", "valid_fraction", "tokenizer",
                                           "epochs", "max_steps", "checkpoint_every",
-                                          "optimizer", "learning_rate", "lr_decay")
+                                          "optimizer", "learning_rate", "lr_decay", "split_by")
                 if k in saved_run and k not in given}
+        if saved_run and "split_by" not in saved_run:
+            keep["split_by"] = "conversation"  # a run from before works: split as it began
         options = replace(options, **keep)
     if resume and (model_dir / "config.json").exists():
         # Options not given take the saved run's values; given ones must match them (the

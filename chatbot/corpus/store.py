@@ -24,6 +24,7 @@ from chatbot.corpus.dedup import (
     conversation_digest,
     jaccard,
 )
+from chatbot.corpus.split import in_split
 from chatbot.corpus.types import WORK_FORMATS, Conversation, Turn
 from chatbot.errors import ChatbotError
 
@@ -417,15 +418,21 @@ class CorpusStore:
         except sqlite3.OperationalError as e:
             raise ChatbotError(f"invalid search query {query!r}: {e}") from None
 
-    def iter_conversations(self) -> Iterator[tuple[int, str, Conversation]]:
-        """(id, source path, conversation) for every conversation, streamed in id order."""
+    def iter_conversations(
+        self, split: str = "all", valid_fraction: float = 0.05, split_by: str = "work"
+    ) -> Iterator[tuple[int, str, Conversation]]:
+        """(id, source path, conversation) for every conversation of `split` (as training
+        splits them, see chatbot.corpus.split), streamed in id order."""
+        key = _split_key(split_by)
         rows = self.db.conn.execute(
-            "SELECT c.id, s.path, t.text, t.speaker, t.start_ms, t.end_ms "
+            f"SELECT c.id, s.path, {key}, t.text, t.speaker, t.start_ms, t.end_ms "
             "FROM conversations c JOIN sources s ON s.id = c.source_id "
             "JOIN turns t ON t.conversation_id = c.id ORDER BY c.id, t.position"
         )
-        for (conversation_id, source), group in itertools.groupby(rows, key=lambda r: r[:2]):
-            yield conversation_id, source, Conversation([Turn(*r[2:]) for r in group])
+        for (conversation_id, source, split_key), group in itertools.groupby(
+                rows, key=lambda r: r[:3]):
+            if split == "all" or in_split(split_key, split, valid_fraction):
+                yield conversation_id, source, Conversation([Turn(*r[3:]) for r in group])
 
     def iter_turn_texts(self, split_by: str = "work") -> Iterator[tuple[str, list[str]]]:
         """(split key, turn texts) per conversation, streamed in id order.
@@ -443,10 +450,7 @@ class CorpusStore:
         self, split_by: str = "work"
     ) -> Iterator[tuple[str, int, list[str]]]:
         """(split key, conversation id, turn texts) per conversation, in id order."""
-        key = _SPLIT_KEYS.get(split_by)
-        if key is None:
-            raise ChatbotError(f"unknown split key {split_by!r}; choose one of "
-                               f"{', '.join(_SPLIT_KEYS)}")
+        key = _split_key(split_by)
         rows = self.db.conn.execute(
             f"SELECT {key}, c.id, t.text FROM conversations c "
             "JOIN sources s ON s.id = c.source_id JOIN turns t ON t.conversation_id = c.id "
@@ -461,3 +465,11 @@ _SPLIT_KEYS = {
     "work": f"COALESCE(s.work, {_CONVERSATION_KEY})",
     "conversation": _CONVERSATION_KEY,
 }
+
+
+def _split_key(split_by: str) -> str:
+    """The SQL expression of a conversation's split key (see iter_turn_texts)."""
+    if split_by not in _SPLIT_KEYS:
+        raise ChatbotError(f"unknown split key {split_by!r}; choose one of "
+                           f"{', '.join(_SPLIT_KEYS)}")
+    return _SPLIT_KEYS[split_by]

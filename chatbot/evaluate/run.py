@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from chatbot.corpus.split import SPLIT_BY
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import metrics
 from chatbot.evaluate.ngram import KneserNeyTrigram
@@ -44,9 +45,10 @@ _REPLY_BATCH = 32  # replies decoded together
 _WALK_ROWS = 64  # conversations walked side by side for the replies' states
 
 
-def split_options(metadata: dict[str, Any]) -> tuple[float, int, int]:
-    """(valid_fraction, max_len, batch_size) the model was trained with (metadata options,
-    saved as strings), the training defaults where missing."""
+def split_options(metadata: dict[str, Any]) -> tuple[float, int, int, str]:
+    """(valid_fraction, max_len, batch_size, split_by) the model was trained with
+    (metadata options, saved as strings), the training defaults where missing; a model
+    that does not say how it was split is from before works: by conversation."""
     options = metadata.get("options")
     options = options if isinstance(options, dict) else {}
 
@@ -56,7 +58,10 @@ def split_options(metadata: dict[str, Any]) -> tuple[float, int, int]:
         except (KeyError, TypeError, ValueError):
             return getattr(TrainOptions, name)
 
-    return read("valid_fraction", float), read("max_len", int), read("batch_size", int)
+    split_by = options.get("split_by", "conversation")
+    if split_by not in SPLIT_BY:
+        raise ChatbotError(f"metadata.json: unknown split_by {split_by!r}")
+    return read("valid_fraction", float), read("max_len", int), read("batch_size", int), split_by
 
 
 def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "valid",
@@ -78,7 +83,7 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
     if not Path(db).is_file():
         raise ChatbotError(f"{db}: no corpus database; run `chatbot ingest` first")
     loaded = model if isinstance(model, ModelDirectory) else directory.load(model)
-    valid_fraction, max_len, batch_size = split_options(loaded.metadata)
+    valid_fraction, max_len, batch_size, split_by = split_options(loaded.metadata)
     tokenizer = loaded.tokenizer
     report = progress or (lambda stage, done, total: None)
     with CorpusStore(db) as store:
@@ -89,7 +94,7 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
         when a stage is named."""
         with CorpusStore(db) as store:
             source = _Counted(store, stage, total, report) if stage else store
-            yield from conversations(source, tokenizer, which, valid_fraction, max_len)
+            yield from conversations(source, tokenizer, which, valid_fraction, max_len, split_by)
 
     ngram = KneserNeyTrigram.fit(
         (e.target_out for c in read("n-gram", "train") for e in c), tokenizer.vocab_size)
@@ -105,8 +110,8 @@ class _Counted:
     def __init__(self, store: Any, stage: str, total: int, report: Progress) -> None:
         self.store, self.stage, self.total, self.report = store, stage, total, report
 
-    def iter_turn_texts(self) -> Iterator[tuple[str, list[str]]]:
-        for done, item in enumerate(self.store.iter_turn_texts(), start=1):
+    def iter_turn_texts(self, split_by: str) -> Iterator[tuple[str, list[str]]]:
+        for done, item in enumerate(self.store.iter_turn_texts(split_by), start=1):
             yield item
             self.report(self.stage, done, self.total)
 

@@ -8,7 +8,6 @@ pool, never by the corpus.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,23 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from chatbot.corpus.split import SPLITS, in_split
 from chatbot.model.exchanges import Exchange, exchanges, pad_ids
 
-SPLITS = ("train", "valid", "all")
-
-
-def in_split(key: str, split: str, valid_fraction: float) -> bool:
-    """Whether the conversation with this stable key belongs to `split`.
-
-    A hash of the key, not a random draw: the same conversation is always on the same
-    side, so evaluation on `valid` never sees a training conversation.
-    """
-    if split == "all":
-        return True
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    is_valid = int.from_bytes(digest, "big") / 2**64 < valid_fraction
-    return is_valid if split == "valid" else not is_valid
-
+__all__ = ["SPLITS", "in_split"]  # re-exported: the split's home is chatbot.corpus.split
 
 @dataclass(frozen=True)
 class Batch:
@@ -50,9 +36,10 @@ class Batch:
 
 
 def conversations(store: Any, tokenizer: Any, split: str, valid_fraction: float,
-                  max_len: int) -> Iterator[list[Exchange]]:
-    """The exchanges of each conversation in the split, in store order."""
-    for key, texts in store.iter_turn_texts():
+                  max_len: int, split_by: str = "work") -> Iterator[list[Exchange]]:
+    """The exchanges of each conversation in the split, in store order; `split_by` says
+    what the split keeps together (chatbot.corpus.split)."""
+    for key, texts in store.iter_turn_texts(split_by):
         if in_split(key, split, valid_fraction):
             found = exchanges(tokenizer.encode_batch(texts), max_len)
             if found:

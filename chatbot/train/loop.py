@@ -48,6 +48,9 @@ class TrainOptions:
     epochs: int = 10
     max_steps: int | None = None
     valid_fraction: float = 0.05
+    # What the train/validation split keeps on one side: "work" (a film, a book; each
+    # dialogue of a dialogue set) or "conversation" (models trained before works).
+    split_by: str = "work"
     checkpoint_every: int = 500
     seed: int = 0
     max_len: int = 40  # tokens per turn; longer turns are cut
@@ -321,7 +324,8 @@ class Trainer:
 
         def batches():
             store = CorpusStore(o.db)
-            items = conversations(store, self.tokenizer, split, o.valid_fraction, o.max_len)
+            items = conversations(store, self.tokenizer, split, o.valid_fraction, o.max_len,
+                                  o.split_by)
             if split == "train":
                 items = shuffled(items, o.pool, o.seed * 100_003 + epoch)
             # Resuming inside an epoch: the same seeded order, the done batches skipped.

@@ -10,6 +10,8 @@ about 13 cues on the film, long enough to carry context, short enough to stay on
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 
 from chatbot.corpus.subtitles.clean import (
@@ -18,6 +20,7 @@ from chatbot.corpus.subtitles.clean import (
     is_credit,
     is_plain,
     is_plain_speech,
+    split_dash_lines,
 )
 from chatbot.corpus.subtitles.cue import CleanCue, Cue, Piece
 from chatbot.corpus.types import Conversation, Turn
@@ -25,16 +28,38 @@ from chatbot.corpus.types import Conversation, Turn
 # A conversation longer than this is split: nothing that long is one exchange of talk, and
 # it bounds the memory a file with no pauses at all can take.
 MAX_TURNS = 1000
-_TERMINAL = (".", "?", "!", "…", "。", "？", "！", "»", "♪")
-_CLOSERS = "\"'”’»)]"
+_TERMINAL = (".", "?", "!", "…", "。", "？", "！", "．", "｡", "؟", "۔", "»", "♪")
+_CLOSERS = "\"'”’»)]」』）"
+# Marks after which a sentence goes on in the next cue: "...", a comma (Latin, Arabic,
+# full-width, the ideographic "、") and the dash that Japanese subtitles end a split
+# sentence with ("あなた方に言いたい―").
+_CONTINUED = ("...", "…", ",", "،", "，", "、", "―", "—", "－")
+# Scripts whose subtitles mostly end a sentence with no mark at all: Chinese, Japanese and
+# Korean (Netflix's Korean style puts no full stop and nothing at a split either), Arabic
+# and Persian (the real files in tests/data/scripts/ have almost none), Hebrew (some files
+# have them, some do not). A line that ends in one of their letters counts as finished:
+# taken as unfinished, every cue of such a file would join the next and a whole scene
+# would become one turn; taken as finished, a sentence split across two cues (rarer)
+# becomes two turns. A real continuation still shows: a comma, an ellipsis or a dash.
+_UNMARKED = re.compile(
+    "[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\u1100-\u11ff\u3040-\u30ff\u3130-\u318f"
+    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f]"
+)
 
 
 def is_unfinished(text: str) -> bool:
-    """True when the text stops mid-sentence: no . ? ! at the end, or a trailing ... or ,"""
+    """True when the text stops mid-sentence: a trailing ... , or dash, or no . ? ! at the
+    end (except after a letter of a script that writes none, see _UNMARKED)."""
     end = text.rstrip().rstrip(_CLOSERS)
-    if end.endswith(("...", "…", ",")):
+    if end.endswith(_CONTINUED):
         return True
-    return not end.endswith(_TERMINAL)
+    if end.endswith(_TERMINAL):
+        return False
+    last = end[-1:]
+    # `last < "\u0590"` first: the Latin, Greek and Cyrillic letters most text ends with.
+    # A vowel sign counts as the letter it sits on ("والدتكِ" ends in a kasra).
+    return (last < "\u0590" or not (last.isalpha() or unicodedata.combining(last))
+            or _UNMARKED.match(last) is None)
 
 
 def cue_pieces(cue: Cue) -> list[Piece]:
@@ -51,7 +76,7 @@ def cue_pieces(cue: Cue) -> list[Piece]:
 
 def _cleaned_pieces(cue: Cue) -> list[Piece]:
     pieces: list[Piece] = []
-    for raw in cue.text.split("\n"):
+    for raw in split_dash_lines(cue.text):
         speaker, line, dash = clean_line(raw)
         speaker = speaker or cue.speaker
         if not line:
