@@ -25,7 +25,7 @@ import numpy as np
 # Hashes kept per sketch: the estimate's standard error is about sqrt(J(1-J)/K).
 SKETCH_SIZE = 128
 # Films at least this similar are one film (see the module docstring).
-NEAR_DUPLICATE_JACCARD = 0.5
+NEAR_DUPLICATE_JACCARD = 0.3
 # Texts with fewer shingles than this are too short to tell a release from a film
 # that shares a few lines: they are never called near-duplicates.
 MIN_SHINGLES = 50

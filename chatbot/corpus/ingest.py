@@ -13,10 +13,10 @@ import importlib.resources
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from chatbot.corpus.blob import Blob, FileBlob, TarMemberBlob
 from chatbot.corpus.dedup import Sketcher
@@ -211,13 +211,13 @@ def ingest_file(store: CorpusStore, path: Path | Blob, options: ReadOptions,
 
 
 class _Pending:
-    """An input in the window: its worker's future, once handed to one."""
+    """An input in the window: the worker reading it, once handed to one."""
 
-    __slots__ = ("item", "future")
+    __slots__ = ("item", "worker")
 
     def __init__(self, item: Input) -> None:
         self.item = item
-        self.future: Future[bytes] | None = None
+        self.worker: Any = None  # a parallel worker: its next outcome is this input's
 
 
 def ingest(
@@ -254,9 +254,9 @@ def ingest(
                 break
             if pool is not None and (len(window) > 1 or pool.started):
                 for pending in window:
-                    if pending.future is None and pending.item.blob is not None and \
+                    if pending.worker is None and pending.item.blob is not None and \
                             fits_worker(pending.item.blob):
-                        pending.future = pool.submit(pending.item.blob, job)
+                        pending.worker = pool.submit(pending.item.blob, job)
             result = _finish(store, window.popleft(), options, fmt, keep_duplicates)
             report.results.append(result)
             if on_file is not None:
@@ -289,9 +289,9 @@ def _finish(store: CorpusStore, pending: _Pending, options: ReadOptions, fmt: Fo
     item = pending.item
     if item.blob is None:
         result = FileResult(Path(item.error.path), error=str(item.error))
-    elif pending.future is not None:
-        result = _store_read(store, item.blob, pending.future.result(), options, keep_duplicates)
-    else:
+    elif pending.worker is not None and (data := pending.worker.receive()):
+        result = _store_read(store, item.blob, data, options, keep_duplicates)
+    else:  # not for a worker, or its worker died: read here
         result = _read_here(store, item.blob, options, fmt, keep_duplicates)
     result.done_bytes = item.done_bytes
     return result

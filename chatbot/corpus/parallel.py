@@ -1,11 +1,11 @@
 """Reading inputs on every core: worker processes read, decode and segment whole files
 while this process stores them, each as one transaction, in input order.
 
-A worker is a fresh interpreter (the "spawn" start method): forking could copy a parent
-that holds TensorFlow's threads, and a fresh one imports only the corpus readers. It
-ignores Ctrl-C, which the parent handles (a worker's traceback would be noise). What
-it sends back is one `marshal`ed tuple per input (the cheapest form for the parent to
-load, on its busy core):
+A worker is a fresh interpreter running this module (see `Pool`); it imports only the
+corpus readers. It ignores Ctrl-C, which the parent handles (a worker's traceback would
+be noise), and ends when its input closes, so a parent killed with `kill -9` leaves
+none behind. What it sends back is one `marshal`ed tuple per input (the cheapest form
+for the parent to load, on its busy core):
 
     ("read", format, encoding, sha256, conversations, sketch, warnings)
     ("known", format, encoding, sha256, warnings)  already stored: nothing was parsed
@@ -19,13 +19,18 @@ from __future__ import annotations
 import gc
 import hashlib
 import marshal
-import multiprocessing
+import os
+import pickle
+import queue
 import signal
 import sqlite3
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 from chatbot.corpus.blob import Blob
 from chatbot.corpus.dedup import Sketcher
@@ -139,34 +144,121 @@ def _stored_already(job: ReadJob, sha256: str) -> bool:
         return False
 
 
-def _start_worker() -> None:
+class _Worker:
+    """One worker process: tasks go down its stdin, outcomes come up its stdout, read
+    ahead by a thread into a queue (so that the worker never waits on a full pipe while
+    this process stores something else), in the order the tasks were sent."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        # The worker imports chatbot from wherever this process did.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=env)
+        self.outcomes: queue.Queue[bytes] = queue.Queue()
+        self.in_flight = 0
+        self.alive = True
+        self._drain = threading.Thread(target=self._read, daemon=True, name="chatbot-worker")
+        self._drain.start()
+
+    def send(self, blob: Blob, job: ReadJob) -> None:
+        data = pickle.dumps((blob, job))
+        self.process.stdin.write(len(data).to_bytes(8, "little") + data)
+        self.process.stdin.flush()
+        self.in_flight += 1
+
+    def receive(self) -> bytes:
+        """The next outcome; b"" when the worker died before sending it."""
+        data = self.outcomes.get() if self.alive else b""
+        self.in_flight -= 1
+        if not data:
+            self.alive = False
+        return data
+
+    def _read(self) -> None:
+        stream = self.process.stdout
+        try:
+            while True:
+                size = int.from_bytes(stream.read(8) or b"\0", "little")
+                data = stream.read(size) if size else b""
+                self.outcomes.put(data if len(data) == size else b"")
+                if not data:
+                    return
+        except (OSError, ValueError):
+            self.outcomes.put(b"")
+
+    def stop(self, kill: bool = False) -> None:
+        try:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.stdin.write((0).to_bytes(8, "little"))
+            self.process.stdin.close()
+        except OSError:
+            pass
+        self.process.wait()
+        self._drain.join()
+        self.process.stdout.close()
+
+
+def _serve(tasks: BinaryIO, out: BinaryIO) -> None:
+    """A worker: read (blob, job) tasks from `tasks`, write each outcome to `out`."""
+    # Ctrl-C at a terminal reaches the whole process group; the parent handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Reading makes millions of short-lived tuples and no reference cycles.
     gc.set_threshold(1_000_000, 50, 50)
+    try:
+        while size := int.from_bytes(tasks.read(8) or b"\0", "little"):
+            blob, job = pickle.loads(tasks.read(size))
+            data = read_blob(blob, job)
+            out.write(len(data).to_bytes(8, "little") + data)
+            out.flush()
+    except (OSError, EOFError):
+        pass  # the parent has gone: nobody to tell
 
 
 class Pool:
-    """Worker processes, started on first use."""
+    """Worker processes, started on first use. Each is a fresh interpreter running this
+    module (`python -m`), not a multiprocessing child: that would import the caller's
+    main script again (a script without a `__main__` guard would start over), or fork
+    a process that may hold TensorFlow's threads."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
-        self._executor: ProcessPoolExecutor | None = None
+        self._workers: list[_Worker] = []
+        self._failed = False  # no worker could start: everything is read here
 
     @property
     def started(self) -> bool:
-        return self._executor is not None
+        return bool(self._workers)
 
-    def submit(self, blob: Blob, job: ReadJob) -> Future[bytes]:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker)
-        return self._executor.submit(read_blob, blob, job)
+    def submit(self, blob: Blob, job: ReadJob) -> _Worker | None:
+        """Hand `blob` to the least busy worker, whose `receive()` gives its outcome after
+        those of the blobs handed to it before; None where no worker can take it."""
+        if not self._workers:
+            if self._failed:
+                return None
+            try:
+                self._workers = [_Worker() for _ in range(self.jobs)]
+            except OSError:
+                self._failed = True
+                return None
+        alive = [w for w in self._workers if w.alive]
+        if not alive:
+            return None
+        worker = min(alive, key=lambda w: w.in_flight)
+        try:
+            worker.send(blob, job)
+        except OSError:
+            worker.alive = False
+            return None
+        return worker
 
     def close(self, cancel: bool = False) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=not cancel, cancel_futures=cancel)
-            self._executor = None
+        for worker in self._workers:
+            worker.stop(kill=cancel)
+        self._workers = []
 
 
 def worker_outcome(data: bytes) -> tuple:
@@ -184,3 +276,7 @@ def fits_worker(blob: Blob) -> bool:
     return blob.size is not None and blob.size <= WORKER_MAX_BYTES
 
 
+
+
+if __name__ == "__main__":
+    _serve(sys.stdin.buffer, sys.stdout.buffer)
