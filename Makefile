@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check chatbot tests scripts
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_ingest.py
+	$(BIN)/python scripts/bench_ingest.py --opus
 	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_decode.py
 

@@ -101,7 +101,13 @@ start = time.perf_counter()
 with CorpusStore(db) as store:
     report = ingest(store, [folder], ReadOptions(), jobs=jobs).as_json()
 elapsed = time.perf_counter() - start
-own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: on Linux the latter starts from the parent's size at the fork
+# that made this process, and the parent holds the film lines.
+try:
+    own = next(int(line.split()[1]) for line in open("/proc/self/status")
+               if line.startswith("VmHWM:")) / 1024
+except (OSError, StopIteration):
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps({"seconds": elapsed, "rss_mb": own, "worker_rss_mb": workers, **report}))
 """

@@ -10,7 +10,7 @@ import pytest
 from chatbot.corpus.readers import srt
 from chatbot.corpus.subtitles.clean import clean_line, split_dash_lines
 from chatbot.corpus.subtitles.cue import Cue
-from chatbot.corpus.subtitles.segment import cleaned, is_unfinished, segment
+from chatbot.corpus.subtitles.segment import cleaned, cue_pieces, is_unfinished, segment
 from tests.readers_util import read_all, texts
 
 SCRIPTS = Path(__file__).parent / "data" / "scripts"
@@ -200,3 +200,12 @@ def test_segment_right_to_left_cue_gives_two_turns():
     assert texts(list(segment(cleaned(cues), 5))) == [[
         "מה היא סיפרה לך?", "כלום, לא סיפרתי לו כלום.", "במגוון שמות בדויים, אין לך עבודה.",
     ]]
+
+
+def test_credits_and_banners_in_other_scripts_are_dropped():
+    persian = flat("fa-persian.srt")
+    assert not any("زیرنویس" in t or "تقدیم" in t or "ضیا" in t for t in persian)
+    chinese = flat("zh-chinese.srt")
+    assert not any("昆明帝艺" in t for t in chinese) and chinese
+    # Speech that merely mentions a translation stays.
+    assert cue_pieces(Cue(0, 1000, "می‌تونی اینو ترجمه کنی؟", 1))

@@ -29,8 +29,13 @@ _CREDIT = re.compile(
     r"translated|corrected)|sub(title)?s?\s+by|(re)?sync(ed|hroni[sz]ed)?\s*(&|and|by|:)|"
     r"corrected\s+by|captions?\s+(by|:)|captioning|transcript\s+by|encoded\s+by|ripped\s+by|"
     r"www\.|https?://|\w\.(com|org|net|tv)\b|opensubtitles|addic7ed|subscene|"
-    r"podnapisi|\byts\b|yify|advertise\s+your\s+product|become\s+vip\s+member",
-    re.IGNORECASE,
+    r"podnapisi|\byts\b|yify|advertise\s+your\s+product|become\s+vip\s+member"
+    # A banner line "-=...=-" (release groups' dedications and adverts, in any script),
+    # and credits as Persian, Arabic and Hebrew subtitles write them ("translation and
+    # timing of the subtitles", "translated by", "brought and synced by").
+    r"|^\s*-=.*=-\s*$|ترجمه\s+(?:و|از|توسط)|تنظیم\s+زیرنویس|زیرنویس\s+(?:از|توسط)"
+    r"|ترجمة\s*(?::|و|من)|تمت\s+الترجمة|تعديل\s+التوقيت|תורגם|תרגום\s*:|סונכרן|הובא\s+ו",
+    re.IGNORECASE | re.MULTILINE,
 )
 
 
@@ -48,7 +53,7 @@ def strip_markup(text: str) -> str:
 # check runs on every cue of every file. Grouped by first letter, which `re` tries faster.
 _HINTS = (
     r"a(?:dvertis|ddic7ed)|by|caption|from|http|podnapisi|s(?:ub|ync)|vip|www|y(?:ts|ify)|"
-    r"\.(?:com|org|net|tv)"
+    r"\.(?:com|org|net|tv)|-=|ترجم|زیرنویس|تعديل|תורג|תרגו|סונכר|הובא"
 )
 _CREDIT_HINT = re.compile(_HINTS)
 # Either of the two checks above in one pass (most cues match neither).
