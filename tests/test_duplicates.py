@@ -114,6 +114,18 @@ def test_one_imdb_id_is_one_film(tmp_path, corpora):
     counts = last_json(run("ingest", str(tmp_path / "OpenSubtitles"), "--db",
                            str(tmp_path / "c.db"), "--json").stdout)
     assert (counts["files"], counts["duplicates"], counts["unchanged"]) == (2, 1, 0)
+    # A third release later, among other files: a worker finds the film stored and reads
+    # no further; it is recorded as a duplicate all the same.
+    (film / "3.xml").write_bytes(data.replace(b"<w id=\"2.1\">It</w>", b""))
+    (tmp_path / "OpenSubtitles" / "other.srt").write_text(
+        "1\n00:00:01,000 --> 00:00:02,000\nHello?\n\n2\n00:00:02,500 --> 00:00:03,000\nHi.\n")
+    again = last_json(run("ingest", str(tmp_path / "OpenSubtitles"), "--db",
+                          str(tmp_path / "c.db"), "--jobs", "2", "--json").stdout)
+    assert (again["files"], again["duplicates"], again["unchanged"]) == (4, 1, 2)
+    with CorpusStore(tmp_path / "c.db") as store:
+        rows = list(store.db.query("SELECT path, duplicate_of, conversations FROM sources "
+                                   "WHERE imdb_id = 1727587 ORDER BY id"))
+    assert [r["duplicate_of"] for r in rows] == [None, 1, 1] and rows[2]["conversations"] == 0
 
 
 def test_an_export_read_back_is_not_stored_again(tmp_path):

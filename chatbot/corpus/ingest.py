@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatbot.corpus.blob import Blob, FileBlob, TarMemberBlob
+from chatbot.corpus.blob import Blob, FileBlob, TarMemberBlob, inner_name
 from chatbot.corpus.dedup import Sketcher
 from chatbot.corpus.formats import Format, detect, format_named
 from chatbot.corpus.inputs import Input, Walk, input_files, layout_of
@@ -148,7 +148,7 @@ def _read_here(store: CorpusStore, blob: Blob, options: ReadOptions, fmt: Format
     result = FileResult(Path(blob.name))
     try:
         info = scan(blob)
-        fmt = fmt or detect(Path(blob.name), info.head)
+        fmt = fmt or detect(Path(inner_name(blob.name)), info.head)
         result.format = fmt.name
         digest = content_digest(blob, info.sha256, fmt)
         known = store.source_with_digest(digest)
@@ -184,12 +184,17 @@ def _store_read(store: CorpusStore, blob: Blob, data: bytes, options: ReadOption
         return result
     kind, fmt, encoding, digest = outcome[:4]
     result.format = fmt
-    if kind == "known":
+    if kind == "known":  # the worker found it stored: nothing was parsed
         known = store.source_with_digest(digest)
         if known is not None:
             result.unchanged_as = known["path"]
             return result
-        return _read_here(store, blob, options, format_named(fmt), keep_duplicates)
+        meta = source_meta(blob.name, fmt, digest)
+        if meta.imdb_id is None or store.film_with_imdb_id(meta.imdb_id) is None:
+            return _read_here(store, blob, options, format_named(fmt), keep_duplicates)
+        # Another release of a stored film: recorded as its duplicate, with nothing to read.
+        return result.count(store.add_source(
+            blob.stored_name, digest, fmt, encoding, [], options.min_turns, meta=meta))
     conversations, sketch = outcome[4], outcome[5]
     try:
         counts = store.add_source(

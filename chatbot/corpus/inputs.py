@@ -117,10 +117,6 @@ class Walk:
         self.skipped = 0
         self._on_skip = on_skip
 
-    def total_bytes(self) -> int:
-        """The size of the input files (archives as stored): what progress counts to."""
-        return sum(_size(p) for p in input_files(self.paths, self.every_file))
-
     def __iter__(self) -> Iterator[Input]:
         done = 0
         for path in input_files(self.paths, self.every_file):

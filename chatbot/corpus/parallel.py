@@ -8,7 +8,8 @@ none behind. What it sends back is one `marshal`ed tuple per input (the cheapest
 for the parent to load, on its busy core):
 
     ("read", format, encoding, sha256, conversations, sketch, warnings)
-    ("known", format, encoding, sha256, warnings)  already stored: nothing was parsed
+    ("known", format, encoding, sha256, warnings)  stored already (the content, or the
+                                                    film's IMDb id): nothing was parsed
     ("error", message, warnings)
 
 Conversations travel as lists of (text, speaker, start_ms, end_ms) tuples.
@@ -32,9 +33,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from chatbot.corpus.blob import Blob
+from chatbot.corpus.blob import Blob, inner_name
 from chatbot.corpus.dedup import Sketcher
 from chatbot.corpus.formats import Format, detect, format_named
+from chatbot.corpus.inputs import layout_of
 from chatbot.corpus.source import Source
 from chatbot.corpus.subtitles.cue import CuesOutOfOrder
 from chatbot.corpus.textfile import scan
@@ -66,11 +68,11 @@ def read_blob(blob: Blob, job: ReadJob) -> bytes:
     try:
         info = scan(blob)
         fmt = format_named(job.format_name) if job.format_name else detect(
-            Path(blob.name), info.head)
+            Path(inner_name(blob.name)), info.head)
         source = Source(blob, options, info)
         encoding = encoding_of(source, fmt)
         digest = content_digest(blob, info.sha256, fmt)
-        if _stored_already(job, digest):
+        if _stored_already(job, digest, layout_of(blob.name).imdb_id):
             return marshal.dumps(("known", fmt.name, encoding, digest, warnings))
         sketcher = Sketcher() if fmt.name in WORK_FORMATS else None
         conversations = []
@@ -124,9 +126,10 @@ def encoding_of(source: Source, fmt: Format) -> str | None:
 _STORE: dict[str, sqlite3.Connection] = {}
 
 
-def _stored_already(job: ReadJob, sha256: str) -> bool:
-    """Whether the store holds this content already (a read-only look: the parent decides
-    for good inside its write transaction)."""
+def _stored_already(job: ReadJob, sha256: str, imdb_id: int | None) -> bool:
+    """Whether the store holds this content already, or (unless duplicates are kept) the
+    film of this IMDb id: a read-only look that saves parsing; the parent decides for
+    good inside its write transaction."""
     if job.db_path is None:
         return False
     conn = _STORE.get(job.db_path)
@@ -138,8 +141,12 @@ def _stored_already(job: ReadJob, sha256: str) -> bool:
             return False
         _STORE[job.db_path] = conn
     try:
-        return conn.execute("SELECT 1 FROM sources WHERE sha256 = ? LIMIT 1",
-                            [sha256]).fetchone() is not None
+        if conn.execute("SELECT 1 FROM sources WHERE sha256 = ? LIMIT 1",
+                        [sha256]).fetchone() is not None:
+            return True
+        return imdb_id is not None and not job.keep_duplicates and conn.execute(
+            "SELECT 1 FROM sources WHERE imdb_id = ? AND duplicate_of IS NULL LIMIT 1",
+            [imdb_id]).fetchone() is not None
     except sqlite3.Error:
         return False
 
