@@ -239,6 +239,9 @@ def test_cli_list_show_search(db):
     shown = json.loads(run("transcripts", "show", "2", *t, "--format", "json").stdout)
     assert shown["name"] == "short one" and [x["text"] for x in shown["turns"]] == [
         "Is it raining?", "Rain, rain, rain."]
+    assert json.loads(run("transcripts", "show", "2", *t, "--json").stdout) == shown
+    both = run("transcripts", "show", "2", *t, "--json", "--format", "markdown")
+    assert both.exit_code == 2 and "--json" in both.stderr
 
     found = run("transcripts", "search", "weather", *t)
     assert found.stdout == "1:2  user: What is the [weather] like?\n"
@@ -263,6 +266,11 @@ def test_cli_export(db, tmp_path):
                  "-o", str(out))
     assert result.exit_code == 0 and mode(out) == 0o600
     assert out.read_text().startswith("# short one\n") and "**Bot:** Rain" in out.read_text()
+    out.write_text("an older, longer export that everyone could read\n" * 10)
+    out.chmod(0o644)  # an existing file keeps no wider mode: the export is private
+    assert run("transcripts", "export", *t, "--conversation", "2", "-o", str(out)).exit_code == 0
+    assert mode(out) == 0o600 and json.loads(out.read_text())["id"] == 2
+    assert run("transcripts", "export", *t, "-o", os.devnull).exit_code == 0  # not chmod'ed
     both = run("transcripts", "export", *t, "--format", "markdown").stdout
     assert both.count("\n---\n") == 1
     # The JSONL is also this project's corpus JSONL: plain `chatbot ingest` reads it.
@@ -270,6 +278,16 @@ def test_cli_export(db, tmp_path):
     run("transcripts", "export", *t, "-o", str(jsonl))
     ingested = run("ingest", str(jsonl), "--db", str(tmp_path / "c.db"), "--json")
     assert json.loads(ingested.stdout.splitlines()[-1])["turns"] == 8
+
+
+def test_every_transcripts_option_has_help_and_data_commands_have_json():
+    group = cli.commands["transcripts"]
+    for name, command in group.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"transcripts {name} {param.opts[0]}"
+        if name in ("list", "show", "search", "path"):  # the commands that print data
+            assert any("--json" in p.opts for p in command.params), name
 
 
 def test_cli_rm_name_path_backup(db, tmp_path, isolated_home):
@@ -286,6 +304,8 @@ def test_cli_rm_name_path_backup(db, tmp_path, isolated_home):
                                             "--json").stdout)] == [2, 1]
 
     assert run("transcripts", "path").stdout.strip() == str(isolated_home / "transcripts.db")
+    assert json.loads(run("transcripts", "path", "--json").stdout) == {
+        "path": str(isolated_home / "transcripts.db")}
     assert default_transcripts_db() == isolated_home / "transcripts.db"
     none = run("transcripts", "list")  # review never creates the file
     assert none.exit_code == 1 and "no transcripts yet" in none.stderr

@@ -16,7 +16,8 @@ db_option = click.option(
     help="Corpus database file (default: corpus.db in the data directory, see CHATBOT_HOME).",
 )
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object as the last line on stdout."
+    "--json", "as_json", is_flag=True,
+    help="Print the result as JSON instead of text: one line, the last on stdout.",
 )
 
 

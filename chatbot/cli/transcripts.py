@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import IO
@@ -12,6 +11,7 @@ import click
 
 from chatbot.cli.options import json_option
 from chatbot.errors import ChatbotError
+from chatbot.files import open_private
 from chatbot.transcripts import default_transcripts_db
 from chatbot.transcripts.store import TranscriptStore
 
@@ -36,14 +36,14 @@ def _open(transcripts_path: Path | None) -> TranscriptStore:
 
 
 def _private_output(path: Path | None) -> IO[str]:
-    """stdout, or a file created readable by its owner only (transcripts are private)."""
+    """stdout, or a file readable by its owner only, new or existing (transcripts are
+    private)."""
     if path is None:
         return sys.stdout
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        return open_private(path)
     except OSError as e:
         raise ChatbotError(f"{path}: cannot write: {e.strerror}") from None
-    return open(fd, "w", encoding="utf-8")
 
 
 @click.group()
@@ -90,22 +90,27 @@ def list_(limit, transcripts_path, as_json):
 @transcripts.command()
 @click.argument("conversation_id", type=int)
 @click.option("--format", "format_name", type=click.Choice(["text", "markdown", "json"]),
-              default="text", show_default=True)
+              default=None, help="How to print it: text for the terminal (the default), a "
+              "Markdown document, or JSON (as --json).")
 @transcripts_option
-def show(conversation_id, format_name, transcripts_path):
+@json_option
+def show(conversation_id, format_name, transcripts_path, as_json):
     """Print one conversation, turn by turn, with reply times and ratings.
 
     \b
     Example:
         chatbot transcripts show 12
         chatbot transcripts show 12 --format markdown > chat.md
+        chatbot transcripts show 12 --json
     """
     from chatbot.transcripts import export
 
+    if as_json and format_name not in (None, "json"):
+        raise click.UsageError(f"--json prints JSON; it cannot go with --format {format_name}")
     with _open(transcripts_path) as store:
         conversation = store.conversation(conversation_id)
         turns = store.turns(conversation_id)
-    if format_name == "json":
+    if as_json or format_name == "json":
         click.echo(json.dumps({**conversation, "turns": turns}, ensure_ascii=False))
     elif format_name == "markdown":
         click.echo(export.render_markdown(conversation, turns), nl=False)
@@ -115,7 +120,8 @@ def show(conversation_id, format_name, transcripts_path):
 
 @transcripts.command()
 @click.argument("query")
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Show this many of the best matches.")
 @transcripts_option
 @json_option
 def search(query, limit, transcripts_path, as_json):
@@ -141,11 +147,13 @@ def search(query, limit, transcripts_path, as_json):
 
 @transcripts.command()
 @click.option("--format", "format_name", type=click.Choice(["jsonl", "markdown"]),
-              default="jsonl", show_default=True)
+              default="jsonl", show_default=True,
+              help="JSONL (one conversation a line, everything kept) or a Markdown document.")
 @click.option("--conversation", "conversation_id", type=int, default=None,
               help="Only this conversation (default: all, oldest first).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write here (created with mode 0600) instead of stdout.")
+              help="Write here instead of stdout (mode 0600: an existing file is made "
+              "private before it is replaced).")
 @transcripts_option
 def export(format_name, conversation_id, output, transcripts_path):
     """Write conversations as JSONL (one conversation a line) or as Markdown.
@@ -209,14 +217,17 @@ def name_(conversation_id, name, transcripts_path):
 
 @transcripts.command()
 @transcripts_option
-def path(transcripts_path):
+@json_option
+def path(transcripts_path, as_json):
     """Print the transcripts file's path (it may not exist yet).
 
     \b
     Example:
         chatbot transcripts path
+        chatbot transcripts path --json
     """
-    click.echo(str(transcripts_db(transcripts_path).resolve()))
+    resolved = str(transcripts_db(transcripts_path).resolve())
+    click.echo(json.dumps({"path": resolved}, ensure_ascii=False) if as_json else resolved)
 
 
 @transcripts.command()

@@ -27,11 +27,9 @@ from chatbot.corpus.dedup import (
 from chatbot.corpus.split import in_split
 from chatbot.corpus.types import WORK_FORMATS, Conversation, Turn
 from chatbot.errors import ChatbotError
+from chatbot.sqlite import make_private, open_database
 
 migrations = Migrations("chatbot.corpus")
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_OUR_TABLES = {"sources", "conversations", "turns"}
 
 
 @migrations()
@@ -157,40 +155,24 @@ class _Duplicate(Exception):
     """Internal: the source turned out to be a near-duplicate; undo its conversations."""
 
 
-def _check_file(path: Path) -> None:
-    """Refuse, with one clear line, a file that is not SQLite (never overwrite it)."""
-    if path.is_dir():
-        raise ChatbotError(f"{path}: is a directory, not a corpus database")
-    if path.exists() and path.stat().st_size > 0:
-        with open(path, "rb") as f:
-            if f.read(16) != _SQLITE_MAGIC:
-                raise ChatbotError(f"{path}: not a SQLite database; refusing to touch it")
-
-
 class CorpusStore:
-    """A corpus database file. Opening it applies pending migrations."""
+    """A corpus database file. Opening it applies pending migrations.
 
-    def __init__(self, path: Path | str) -> None:
+    `private=True` makes the file (and its -wal and -shm files) readable by its owner
+    only, as a corpus that holds chat transcripts must be (`make_private` does the same
+    later). Another program's database, or a transcripts file, is refused unchanged.
+    """
+
+    def __init__(self, path: Path | str, *, private: bool = False) -> None:
         """Open (or create) the store."""
         self.path = Path(path)
-        _check_file(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # Not tied to the opening thread: add_source writes through a worker thread
-            # (bulk_write), and tf.data runs its generator on whichever thread is free.
-            # The store is still used by one thread at a time.
-            self.db = Database(sqlite3.connect(self.path, check_same_thread=False))
-            self.db.conn.execute("PRAGMA busy_timeout = 10000")
-            self.db.conn.execute("PRAGMA foreign_keys = ON")
-            tables = set(self.db.table_names())
-            if tables and not tables & _OUR_TABLES and "_sqlite_migrations" not in tables:
-                raise ChatbotError(f"{self.path}: a SQLite database of something else, not a "
-                                   "chatbot corpus; refusing to change it")
-            if self.db.journal_mode != "wal":
-                self.db.enable_wal()
-            migrations.apply(self.db)
-        except sqlite3.DatabaseError as e:
-            raise ChatbotError(f"{self.path}: cannot open the corpus database: {e}") from None
+        self.db = open_database(self.path, migrations, noun="corpus database",
+                                private=private)
+
+    def make_private(self) -> None:
+        """Narrow the file and its -wal and -shm files to mode 0600 (before private
+        conversations go in)."""
+        make_private(self.path)
 
     def close(self) -> None:
         self.db.close()
@@ -206,6 +188,12 @@ class CorpusStore:
     def source_with_digest(self, sha256: str) -> dict[str, Any] | None:
         """The source already ingested with this content, if any."""
         rows = list(self.db["sources"].rows_where("sha256 = ?", [sha256], limit=1))
+        return rows[0] if rows else None
+
+    def film_with_imdb_id(self, imdb_id: int) -> dict[str, Any] | None:
+        """The stored film (not a duplicate) of this IMDb id, if any."""
+        rows = list(self.db.query("SELECT id, path, work FROM sources WHERE imdb_id = ? AND "
+                                  "duplicate_of IS NULL ORDER BY id LIMIT 1", [imdb_id]))
         return rows[0] if rows else None
 
     def remove_source(self, path: str) -> None:
@@ -318,11 +306,9 @@ class CorpusStore:
                      sketch: list[int] | Sketcher | None) -> dict[str, Any] | None:
         """The stored film this one repeats, by IMDb id or by a given sketch, if any."""
         if meta.imdb_id is not None:
-            rows = list(self.db.query(
-                "SELECT id, path, work FROM sources WHERE imdb_id = ? AND id != ? AND "
-                "duplicate_of IS NULL ORDER BY id LIMIT 1", [meta.imdb_id, source_id]))
-            if rows:
-                return rows[0]
+            film = self.film_with_imdb_id(meta.imdb_id)
+            if film is not None and film["id"] != source_id:
+                return film
         if isinstance(sketch, list):
             return self._near_duplicate(source_id, sketch)
         return None

@@ -30,12 +30,14 @@ def ingest_transcripts(
     unchanged transcripts (with the same filter) does nothing. When they have changed,
     the new conversations replace the ones an earlier run took from the same file, in
     the same transaction: chats that grew are not counted twice, and a failure leaves
-    the earlier copy in place.
+    the earlier copy in place. The corpus then holds private chats: it is made readable
+    by its owner only (mode 0600, with its -wal and -shm files) before they go in.
     """
     result = FileResult(Path(path), format=FORMAT)
     try:
         with TranscriptStore(path, create=False) as store:
             conversations = list(to_conversations(transcripts(store), only_rated))
+        corpus.make_private()
         content = json.dumps([[[t.speaker, t.text] for t in c.turns] for c in conversations],
                              ensure_ascii=False)
         digest = hashlib.sha256(f"{FORMAT}\n{content}".encode()).hexdigest()

@@ -5,7 +5,9 @@ reply is shown, so a crash or `kill -9` loses nothing the user saw. Several chat
 write one file at once: WAL lets readers and a writer work side by side, the busy timeout
 makes writers queue instead of failing, and BEGIN IMMEDIATE makes "find the next
 position" and "insert there" one step. Transcripts are private: the file is created with
-mode 0600, and SQLite gives its -wal and -shm files the mode of the database file.
+mode 0600, an existing one is narrowed to 0600 with its -wal and -shm files, and SQLite
+gives the -wal and -shm files it creates the mode of the database file. Opening is
+chatbot.sqlite's, as for the corpus store.
 
 The schema is created and changed only by the migrations below.
 """
@@ -16,7 +18,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from typing import Any, Literal, get_args
 from sqlite_utils import Database, Migrations
 
 from chatbot.errors import ChatbotError
+from chatbot.sqlite import open_database
 
 Role = Literal["user", "bot"]
 Rating = Literal["good", "bad"]
@@ -35,9 +37,7 @@ RATINGS: tuple[str, ...] = get_args(Rating)
 MIGRATION_SET = "chatbot.transcripts"
 migrations = Migrations(MIGRATION_SET)
 
-# Long enough for another chat's commit (milliseconds) or a backup of a big file to finish.
-BUSY_TIMEOUT_MS = 10_000
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+NOUN = "transcripts database"
 
 
 @migrations()
@@ -87,36 +87,6 @@ def _loads(text: str | None) -> dict[str, Any] | None:
     return None if text is None else json.loads(text)
 
 
-def _check_file(path: Path) -> None:
-    """Refuse, with one clear line, a file that is not SQLite (never overwrite it)."""
-    if path.is_dir():
-        raise ChatbotError(f"{path}: is a directory, not a transcripts database")
-    try:
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, "rb") as f:
-                head = f.read(16)
-            if head != _SQLITE_MAGIC:
-                raise ChatbotError(f"{path}: not a SQLite database; refusing to touch it")
-    except OSError as e:  # e.g. a file another user owns
-        raise ChatbotError(f"{path}: cannot read: {e.strerror}") from None
-
-
-def _create_private(path: Path) -> None:
-    """Create an empty file readable by its owner only, unless it exists already.
-
-    O_EXCL: when several chats start at once, one creates the file and the others use it.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    except OSError as e:
-        raise ChatbotError(
-            f"{path}: cannot create the transcripts database: {e.strerror}"
-        ) from None
-    os.close(fd)
-
-
 _CONVERSATION_COLUMNS = (
     "c.id, c.started_at, c.name, c.model_path, c.model_digest, c.settings, "
     "COUNT(t.id) AS turns, MAX(t.created_at) AS last_at, "
@@ -138,64 +108,10 @@ class TranscriptStore:
 
     def __init__(self, path: Path | str, *, create: bool = True) -> None:
         self.path = Path(path)
-        _check_file(self.path)
-        if not self.path.exists():
-            if not create:
-                raise ChatbotError(f"{self.path}: no transcripts yet (`chatbot chat` writes them)")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            _create_private(self.path)
+        if not create and not self.path.exists():
+            raise ChatbotError(f"{self.path}: no transcripts yet (`chatbot chat` writes them)")
         self._lock = threading.RLock()
-        # Chats opening a new file at once: switching it to WAL and creating the tables
-        # can meet another chat doing the same, and a few of those moments fail with
-        # "database is locked" at once instead of waiting; opening again then succeeds.
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                self._open()
-                return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or time.monotonic() > deadline:
-                    raise ChatbotError(
-                        f"{self.path}: cannot open the transcripts database: {e}") from None
-                time.sleep(0.05)
-            except sqlite3.DatabaseError as e:
-                raise ChatbotError(
-                    f"{self.path}: cannot open the transcripts database: {e}") from None
-
-    def _open(self) -> None:
-        """Connect (as self.db), check the file is ours, switch it to WAL and apply
-        migrations."""
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
-                               check_same_thread=False)
-        try:
-            self.db = Database(conn)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            tables = set(self.db.table_names())
-            if tables and not self._ours(tables):
-                raise ChatbotError(f"{self.path}: a SQLite database of something else, not "
-                                   "chat transcripts; refusing to change it")
-            if self.db.journal_mode != "wal":
-                self.db.enable_wal()
-            if migrations.pending(self.db):
-                # Under the write lock, so two chats opening a new file at once do not
-                # both create the tables; apply() checks again what is pending.
-                with self._writing():
-                    migrations.apply(self.db)
-        except BaseException:
-            conn.close()
-            raise
-
-    def _ours(self, tables: set[str]) -> bool:
-        """Whether our migrations made this file (a corpus database has tables of the same
-        names, and must not be mistaken for transcripts)."""
-        if Migrations.migrations_table not in tables:
-            return False
-        row = self.db.conn.execute(
-            f"SELECT 1 FROM {Migrations.migrations_table} WHERE migration_set = ? LIMIT 1",
-            [MIGRATION_SET],
-        ).fetchone()
-        return row is not None
+        self.db = open_database(self.path, migrations, noun=NOUN, private=True)
 
     def close(self) -> None:
         with self._lock:
