@@ -40,7 +40,8 @@ def test_ingest_json_and_failures(tmp_path):
     assert last_json(result.stdout) == {
         "files": 2, "failed": 1, "conversations": 1, "turns": 2,
         "skipped_conversations": 0, "unchanged": 0, "duplicates": 0,
-        "duplicate_conversations": 0, "skipped_members": 0,
+        "duplicate_conversations": 0, "skipped_members": 0, "skipped_files": 0,
+        "empty_files": 0,
     }
     assert result.stderr.strip() == (
         f"error: {tmp_path / 'broken.srt'}: binary file, not text (pass --encoding if it is "
@@ -58,7 +59,91 @@ def test_default_db_lives_in_chatbot_home(tmp_path, isolated_home):
     (tmp_path / "a.srt").write_text(SRT)
     assert run("ingest", str(tmp_path / "a.srt")).exit_code == 0
     assert (isolated_home / "corpus.db").exists()
-    assert "1 sources, 1 conversations, 2 turns" in run("corpus", "stats").stdout
+    assert "1 source, 1 conversation, 2 turns" in run("corpus", "stats").stdout
+
+
+def test_counts_of_one_are_singular(tmp_path):
+    (tmp_path / "a.srt").write_text(SRT)
+    db = str(tmp_path / "c.db")
+    result = run("ingest", str(tmp_path / "a.srt"), "--db", db)
+    assert result.stdout.splitlines() == [
+        f"{tmp_path / 'a.srt'}: 1 conversation, 2 turns (srt)",
+        "1 file: 1 conversation, 2 turns, 0 short conversations dropped, 0 unchanged, 0 failed",
+    ]
+    stats = run("corpus", "stats", "--db", db).stdout.splitlines()
+    assert stats[0] == f"1 source, 1 conversation, 2 turns in {tmp_path / 'c.db'}"
+    assert stats[1].split() == ["srt", "1", "source", "1", "conversation", "2", "turns"]
+
+
+def test_ingest_says_what_it_skipped_and_fails_when_nothing_went_in(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("README.md", "notes.doc", "todo.rtf", "z.odt", ".hidden"):
+        (folder / name).write_text("not a corpus")
+    db = str(tmp_path / "c.db")
+    result = run("ingest", str(folder), "--db", db, "--json")
+    assert result.exit_code == 1
+    counts = last_json(result.stdout)
+    assert (counts["files"], counts["skipped_files"], counts["conversations"]) == (0, 4, 0)
+    assert result.stderr.splitlines() == [
+        f"{folder}/: 4 files skipped: no known format (README.md, notes.doc, todo.rtf, ...; "
+        "--format F reads them as F)",
+        "error: nothing ingested: no conversation stored, none stored already",
+    ]
+    # Beside a file that goes in, the skipped ones are still reported; exit status 0.
+    (folder / "a.srt").write_text(SRT)
+    result = run("ingest", str(folder), "--db", db)
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"{folder}/: 4 files skipped: no known format (README.md, notes.doc, todo.rtf, ...; "
+        "--format F reads them as F)"]
+    assert result.stdout.splitlines()[-1].endswith(", 4 files of no known format skipped")
+
+
+def test_ingest_of_files_that_hold_nothing_says_so(tmp_path):
+    novel = tmp_path / "book.txt"
+    novel.write_text("“Hello,” said A.\n\n“Hi,” said B.\n")
+    blank = tmp_path / "blank.srt"
+    blank.write_text("  \n\n\t\n")
+    empty = tmp_path / "empty.srt"
+    empty.write_text("")
+    db = str(tmp_path / "c.db")
+    forced = run("ingest", str(novel), "--format", "srt", "--db", db)
+    assert forced.exit_code == 1
+    assert forced.stdout == ("1 file: 0 conversations, 0 turns, 0 short conversations dropped, "
+                             "0 unchanged, 0 failed, 1 file with no conversations\n")
+    assert forced.stderr.splitlines() == [
+        f"1 file read as srt gave no conversations ({novel}; --format srt was given: leave it "
+        "out to detect the format)",
+        "error: nothing ingested: no conversation stored, none stored already",
+    ]
+    # A whitespace-only file is read and found to hold nothing; an empty one is an error.
+    both = run("ingest", str(blank), str(empty), "--db", str(tmp_path / "d.db"), "--json")
+    assert both.exit_code == 1
+    assert last_json(both.stdout)["empty_files"] == 1
+    assert both.stderr.splitlines() == [
+        f"error: {empty}: empty file",
+        f"1 file read as srt gave no conversations ({blank})",
+    ]  # the failure says why nothing went in
+
+
+def test_skipped_archive_members_get_a_line_by_archive_and_reason(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "subs.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("film.srt", SRT)
+        z.writestr("README", "about")
+        z.writestr("cover.jpg", "jpeg")
+        z.writestr("inner.zip", "zip")
+    result = run("ingest", str(archive), "--db", str(tmp_path / "c.db"), "--json")
+    assert result.exit_code == 0
+    assert last_json(result.stdout)["skipped_members"] == 3
+    assert result.stderr.splitlines() == [
+        f"{archive}: 2 members skipped: no known format (--format F reads them as F) "
+        "(README, cover.jpg)",
+        f"{archive}: 1 member skipped: an archive inside an archive (inner.zip)",
+    ]
 
 
 def test_show_search_export(tmp_path):
@@ -177,3 +262,13 @@ def test_corpus_paths_do_not_import_tensorflow(args):
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+
+
+def test_a_file_read_with_the_wrong_format_can_be_read_again_the_right_way(tmp_path):
+    novel = tmp_path / "book.txt"
+    novel.write_text("“Hello,” said Ann.\n\n“Good morning,” said Bob.\n\n“Is it?” said Ann.\n")
+    db = str(tmp_path / "c.db")
+    wrong = run("ingest", str(novel), "--db", db, "--format", "srt", "--json")
+    assert wrong.exit_code == 1 and last_json(wrong.stdout)["conversations"] == 0
+    right = run("ingest", str(novel), "--db", db, "--json")
+    assert right.exit_code == 0 and last_json(right.stdout)["conversations"] == 1

@@ -69,7 +69,7 @@ def test_another_release_is_stored_once_and_distinct_episodes_all(tmp_path):
         run("ingest", str(RELEASES), "--db", str(tmp_path / "d.db")).stdout)
     stats = last_json(run("corpus", "stats", "--db", str(db), "--json").stdout)
     assert (stats["sources"], stats["duplicates"]) == (4, 1)
-    assert "1 duplicate files" in run("corpus", "stats", "--db", str(db)).stdout
+    assert "1 duplicate file " in run("corpus", "stats", "--db", str(db)).stdout
     again = last_json(run("ingest", str(RELEASES), "--db", str(db), "--json").stdout)
     assert (again["unchanged"], again["duplicates"], again["conversations"]) == (5, 0, 0)
 

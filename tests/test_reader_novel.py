@@ -351,3 +351,29 @@ def test_alice_tokenized(corpora):
     # Detokenized: no PTB spacing or quote tokens left in the speech.
     assert not any(" n't" in t or " ," in t or "`" in t or "I' " in t for t in turns)
     assert not any("said Alice" in t for t in turns)
+
+
+def test_a_story_told_over_paragraphs_with_nested_speech_is_one_clean_turn(tmp_path):
+    """Each paragraph opens with “, only the last closes, ‘…’ inside (issue 19): one turn,
+    no quote mark of the outer quotation left in it."""
+    text = """\
+“I will tell you how it was,” said the old sailor, filling his pipe. “We
+had been three weeks out of Bristol when the captain came on deck and
+cried, ‘All hands! All hands to the pumps!’ and every man of us ran.
+
+“‘It is no use, Jack,’ the mate said to me towards morning; ‘she is
+going down.’ And I said, ‘Then we go down with her.’
+
+“But she did not go down. ‘Land!’ cried the boy at the masthead, and
+there it was.”
+
+“And then?” asked Tom.
+"""
+    assert book(tmp_path, text) == [[
+        "I will tell you how it was, We had been three weeks out of Bristol when the captain"
+        " came on deck and cried, ‘All hands! All hands to the pumps!’ and every man of us"
+        " ran. ‘It is no use, Jack,’ the mate said to me towards morning; ‘she is going down.’"
+        " And I said, ‘Then we go down with her.’ But she did not go down. ‘Land!’ cried the"
+        " boy at the masthead, and there it was.",
+        "And then?",
+    ]]

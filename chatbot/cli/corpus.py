@@ -10,6 +10,7 @@ import click
 
 from chatbot.cli.options import corpus_db, db_option, json_option
 from chatbot.corpus import ingest as ingesting
+from chatbot.corpus.blob import MEMBER_SEPARATOR
 from chatbot.corpus.formats import FORMATS, Format, format_named
 from chatbot.corpus.ingest import (
     FileResult,
@@ -24,8 +25,65 @@ from chatbot.corpus.types import DEFAULT_GAP_SECONDS, DEFAULT_MIN_TURNS, ReadOpt
 from chatbot.errors import ChatbotError
 
 MAX_WARNINGS_SHOWN = 20
+MAX_NAMES_SHOWN = 3  # names listed in a line about skipped files
 # Show a progress bar only for work that takes a while.
 PROGRESS_MIN_BYTES = 16 << 20
+
+
+def _noun(n: int, singular: str, plural: str | None = None) -> str:
+    """The noun for a count: "file" for 1, "files" otherwise."""
+    return singular if n == 1 else plural or singular + "s"
+
+
+def _count(n: int, singular: str, plural: str | None = None, grouped: bool = False) -> str:
+    """A count and its noun: "1 file", "2 files" ("12,345 files" when `grouped`)."""
+    number = f"{n:,}" if grouped else str(n)
+    return f"{number} {_noun(n, singular, plural)}"
+
+
+def _names(names: list[str]) -> str:
+    """The first few names, then "...": "a.txt, b.doc, ..."."""
+    shown = ", ".join(names[:MAX_NAMES_SHOWN])
+    return shown + (", ..." if len(names) > MAX_NAMES_SHOWN else "")
+
+
+class _Skipped:
+    """What an ingest passed over, one stderr line for each kind: archive members (by
+    archive and reason), files of folders with no known format, files read that gave
+    nothing."""
+
+    def __init__(self, format_name: str | None, language: str | None) -> None:
+        self.format_name = format_name
+        self.language = language
+        self.members: dict[tuple[str, str], list[str]] = {}
+        self.empty: dict[str, list[str]] = {}  # format -> paths read that gave nothing
+
+    def member(self, name: str, reason: str) -> None:
+        """Walk's on_skip: `name` is ARCHIVE!member, or a file (of another language)."""
+        archive, _, member = name.rpartition(MEMBER_SEPARATOR)
+        if reason == "not a known format":
+            reason = "no known format (--format F reads them as F)"
+        elif reason.startswith("language ") and self.language:
+            reason = f"not in language {self.language}"
+        self.members.setdefault((archive, reason), []).append(member)
+
+    def result(self, result: FileResult) -> None:
+        if result.found_nothing:
+            self.empty.setdefault(result.format or "?", []).append(str(result.path))
+
+    def report(self, folders: dict[str, list[str]]) -> None:
+        for folder, names in folders.items():
+            click.echo(f"{folder.rstrip('/')}/: {_count(len(names), 'file')} skipped: no known "
+                       f"format ({_names(names)}; --format F reads them as F)", err=True)
+        for (archive, reason), names in self.members.items():
+            what = (f"{archive}: {_count(len(names), 'member')}" if archive
+                    else _count(len(names), "file"))
+            click.echo(f"{what} skipped: {reason} ({_names(names)})", err=True)
+        for fmt, paths in self.empty.items():
+            hint = (f"; --format {fmt} was given: leave it out to detect the format"
+                    if self.format_name == fmt else "")
+            click.echo(f"{_count(len(paths), 'file')} read as {fmt} gave no conversations "
+                       f"({_names(paths)}{hint})", err=True)
 
 
 class _Warnings:
@@ -41,8 +99,8 @@ class _Warnings:
 
     def summary(self) -> None:
         if self.count > MAX_WARNINGS_SHOWN:
-            click.echo(f"warning: {self.count - MAX_WARNINGS_SHOWN} more warnings not shown",
-                       err=True)
+            click.echo(f"warning: {_count(self.count - MAX_WARNINGS_SHOWN, 'more warning')} "
+                       "not shown", err=True)
 
 
 def _describe(result: FileResult) -> str:
@@ -56,8 +114,8 @@ def _describe(result: FileResult) -> str:
                if result.skipped_conversations else "")
     repeated = (f", {result.duplicate_conversations} stored already"
                 if result.duplicate_conversations else "")
-    return (f"{result.path}: {result.conversations} conversations, {result.turns} turns "
-            f"({result.format}{dropped}{repeated})")
+    return (f"{result.path}: {_count(result.conversations, 'conversation')}, "
+            f"{_count(result.turns, 'turn')} ({result.format}{dropped}{repeated})")
 
 
 @click.command()
@@ -105,7 +163,9 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, jobs, 
     vtt, ass, ttml, OPUS xml, novel .txt and .epub, Cornell, DailyDialog, ChatterBot YAML,
     chitchat JSON, tab-separated pairs, JSONL export); --format overrides it. Content
     stored already is not stored again, nor is a film's other release (by IMDb id, or by
-    near-duplicate text). Exit status 1 if any file failed, 130 if interrupted.
+    near-duplicate text). What is skipped (files of no known format, archive members, files
+    that hold no conversations) gets a line on stderr. Exit status 1 if any file failed or
+    nothing at all was ingested, 130 if interrupted.
     """
     if not paths and not builtins and transcripts_path is None:
         raise click.UsageError("give files or directories to ingest, --builtin NAME or "
@@ -114,6 +174,7 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, jobs, 
         raise click.UsageError("--only-rated applies to --transcripts FILE")
     fmt = format_named(format_name) if format_name else None
     warnings = _Warnings()
+    skipped = _Skipped(format_name, language)
     jobs_list: list[tuple[list[Path], Format | None]] = []
     if paths:
         jobs_list.append((list(paths), fmt))
@@ -131,9 +192,11 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, jobs, 
     ) as bar:
         done = 0  # bytes of the inputs before the current job
         counted = {"files": 0, "conversations": 0}
+        file_start = [0]  # where the input being read here starts (bytes into the job)
 
         def progress(position: int) -> None:
-            bar.update(done + position - bar.pos)
+            if done + file_start[0] + position > bar.pos:
+                bar.update(done + file_start[0] + position - bar.pos)
 
         options = ReadOptions(encoding=encoding, gap_seconds=gap_seconds, min_turns=min_turns,
                               warn=warnings, progress=progress)
@@ -141,14 +204,16 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, jobs, 
         def on_file(result: FileResult) -> None:
             counted["files"] += 1
             counted["conversations"] += result.conversations
-            bar.label = (f"ingesting: {counted['files']:,} files, "
-                         f"{counted['conversations']:,} conversations")
+            bar.label = (f"ingesting: {_count(counted['files'], 'file', grouped=True)}, "
+                         f"{_count(counted['conversations'], 'conversation', grouped=True)}")
             bar.update(done + result.done_bytes - bar.pos)
+            file_start[0] = result.done_bytes
             report.results.append(result)
+            skipped.result(result)
             line = _describe(result)
             if result.error:
                 click.echo(line, err=True)
-            elif not as_json:
+            elif not as_json and not result.found_nothing:  # those get a line on stderr
                 if show_bar:
                     click.echo("", err=True)
                 click.echo(line)
@@ -157,8 +222,9 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, jobs, 
             for files, job_format in jobs_list:
                 done_report = ingesting.ingest(
                     store, files, options, job_format, on_file, jobs=jobs or default_jobs(),
-                    language=language, keep_duplicates=keep_duplicates)
+                    language=language, keep_duplicates=keep_duplicates, on_skip=skipped.member)
                 report.skipped_members += done_report.skipped_members
+                report.skipped_files.update(done_report.skipped_files)
                 done = bar.pos
             if transcripts_path is not None:
                 from chatbot.transcripts.ingest import ingest_transcripts
@@ -168,25 +234,34 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, jobs, 
                 on_file(result)
         except KeyboardInterrupt:
             counts = report.as_json()
-            click.echo(f"\ninterrupted: {counts['files']} files done and stored; the file "
-                       "being stored when it stopped is not in the store", err=True)
+            click.echo(f"\ninterrupted: {_count(counts['files'], 'file')} done and stored; "
+                       "the file being stored when it stopped is not in the store", err=True)
             sys.exit(130)
     warnings.summary()
+    skipped.report(report.skipped_files)
     counts = report.as_json()
+    nothing = report.nothing_ingested()
+    if nothing and not counts["failed"]:  # failures have said why already
+        click.echo("error: nothing ingested: no conversation stored, none stored already",
+                   err=True)
     if as_json:
         click.echo(json.dumps(counts))
     else:
         extra = "".join(
-            f", {counts[key]} {label}" for key, label in (
-                ("duplicates", "duplicate files"),
-                ("duplicate_conversations", "conversations stored already"),
-                ("skipped_members", "archive members skipped")) if counts[key])
+            f", {_count(counts[key], singular)}{after}" for key, singular, after in (
+                ("duplicates", "duplicate file", ""),
+                ("duplicate_conversations", "conversation", " stored already"),
+                ("skipped_members", "archive member", " skipped"),
+                ("skipped_files", "file", " of no known format skipped"),
+                ("empty_files", "file", " with no conversations")) if counts[key])
         click.echo(
-            f"{counts['files']} files: {counts['conversations']} conversations, "
-            f"{counts['turns']} turns, {counts['skipped_conversations']} short conversations "
-            f"dropped, {counts['unchanged']} unchanged, {counts['failed']} failed{extra}"
+            f"{_count(counts['files'], 'file')}: "
+            f"{_count(counts['conversations'], 'conversation')}, "
+            f"{_count(counts['turns'], 'turn')}, "
+            f"{_count(counts['skipped_conversations'], 'short conversation')} dropped, "
+            f"{counts['unchanged']} unchanged, {counts['failed']} failed{extra}"
         )
-    if counts["failed"]:
+    if counts["failed"] or nothing:
         sys.exit(1)
 
 
@@ -217,17 +292,21 @@ def stats(db_path, as_json):
         if as_json:
             click.echo(json.dumps(counts))
             return
-        click.echo(f"{counts['sources']} sources, {counts['conversations']} conversations, "
-                   f"{counts['turns']} turns in {store.path}")
+        click.echo(f"{_count(counts['sources'], 'source')}, "
+                   f"{_count(counts['conversations'], 'conversation')}, "
+                   f"{_count(counts['turns'], 'turn')} in {store.path}")
         if counts["duplicates"] or counts["duplicate_conversations"]:
-            click.echo(f"not stored again: {counts['duplicates']} duplicate files (another "
-                       f"release of a stored film), {counts['duplicate_conversations']} "
-                       "conversations stored already")
+            click.echo(f"not stored again: {_count(counts['duplicates'], 'duplicate file')} "
+                       "(another release of a stored film), "
+                       f"{_count(counts['duplicate_conversations'], 'conversation')} stored "
+                       "already")
         for row in store.stats_by_format():
-            dupes = f" {row['duplicates']:>6} duplicates" if row["duplicates"] else ""
-            click.echo(f"  {row['format']:<16} {row['sources']:>6} sources "
-                       f"{row['conversations'] or 0:>9} conversations "
-                       f"{row['turns'] or 0:>10} turns{dupes}")
+            sources, duplicates = row["sources"], row["duplicates"]
+            conversations, turns = row["conversations"] or 0, row["turns"] or 0
+            dupes = f" {duplicates:>6} {_noun(duplicates, 'duplicate')}" if duplicates else ""
+            click.echo(f"  {row['format']:<16} {sources:>6} {_noun(sources, 'source'):<7} "
+                       f"{conversations:>9} {_noun(conversations, 'conversation'):<13} "
+                       f"{turns:>10} {_noun(turns, 'turn'):<5}{dupes}".rstrip())
 
 
 @corpus.command()

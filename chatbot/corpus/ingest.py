@@ -56,6 +56,14 @@ class FileResult:
     error: str | None = None
     done_bytes: int = 0  # how far through the inputs this is (progress)
 
+    @property
+    def found_nothing(self) -> bool:
+        """Read without error, yet nothing came of it: no conversation stored, dropped or
+        found stored already (a whitespace-only file, a novel read with --format srt)."""
+        return (self.error is None and self.unchanged_as is None and self.duplicate_of is None
+                and self.conversations == self.skipped_conversations
+                == self.duplicate_conversations == 0)
+
     def count(self, counts: SourceCounts) -> FileResult:
         """Take the counts a store write returned (`CorpusStore.add_source`)."""
         self.conversations = counts.conversations
@@ -73,6 +81,8 @@ class IngestReport:
 
     results: list[FileResult] = field(default_factory=list)
     skipped_members: int = 0  # archive members of no known format (or another language)
+    # Files a folder walk passed over for having no known format: folder -> names in it.
+    skipped_files: dict[str, list[str]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -85,7 +95,16 @@ class IngestReport:
             "duplicates": sum(r.duplicate_of is not None for r in self.results),
             "duplicate_conversations": sum(r.duplicate_conversations for r in self.results),
             "skipped_members": self.skipped_members,
+            "skipped_files": sum(len(names) for names in self.skipped_files.values()),
+            "empty_files": sum(r.found_nothing for r in self.results),
         }
+
+    def nothing_ingested(self) -> bool:
+        """Nothing came of the inputs: no conversation stored, and none found stored
+        already (an unchanged file, a duplicate film, conversations stored before)."""
+        counts = self.as_json()
+        return not any(counts[key] for key in (
+            "conversations", "unchanged", "duplicates", "duplicate_conversations"))
 
 
 def default_jobs() -> int:
@@ -242,9 +261,10 @@ def ingest(
     order. Ctrl-C stops it: the inputs stored before stay, the one being stored does not.
     """
     report = IngestReport()
-    walk = Walk(paths, every_file=fmt is not None, language=language, on_skip=on_skip)
-    own = {store.path.resolve().with_name(store.path.name + suffix)
-           for suffix in ("", "-wal", "-shm", "-journal")}
+    own = frozenset(store.path.resolve().with_name(store.path.name + suffix)
+                    for suffix in ("", "-wal", "-shm", "-journal"))
+    walk = Walk(paths, every_file=fmt is not None, language=language, on_skip=on_skip,
+                exclude=own)
     inputs = (item for item in walk
               if item.blob is None or item.blob.path is None or item.blob.path.resolve() not in own)
     job = ReadJob(fmt.name if fmt else None, options.encoding, options.gap_seconds,
@@ -272,6 +292,7 @@ def ingest(
         raise
     finally:
         report.skipped_members = walk.skipped
+        report.skipped_files = walk.skipped_files
     if pool is not None:
         pool.close()
     return report

@@ -80,12 +80,14 @@ def is_archive(path: Path) -> bool:
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def input_files(paths: Iterable[Path], every_file: bool = False) -> Iterator[Path]:
+def input_files(paths: Iterable[Path], every_file: bool = False,
+                passed_over: Callable[[str, str], None] | None = None) -> Iterator[Path]:
     """The files named, with directories walked recursively in a stable order.
 
     Walks pass over hidden files and folders, the Cornell companion files and, unless
     `every_file` (as with --format), files of no known extension (a folder's README.md,
-    say); a file named explicitly is always read.
+    say), which go to `passed_over(folder as named, path inside it)`; a file named
+    explicitly is always read.
     """
     for path in paths:
         path = Path(path)
@@ -99,6 +101,8 @@ def input_files(paths: Iterable[Path], every_file: bool = False) -> Iterator[Pat
                     continue
                 if every_file or _known(name) or is_archive(Path(name)):
                     yield Path(root) / name
+                elif passed_over is not None:
+                    passed_over(str(path), str((Path(root) / name).relative_to(path)))
 
 
 def _known(name: str) -> bool:
@@ -106,44 +110,65 @@ def _known(name: str) -> bool:
 
 
 class Walk:
-    """The inputs under some paths, archives opened; counts the members passed over."""
+    """The inputs under some paths, archives opened; records what it passes over: files
+    of folders with no known format, by folder (`skipped_files`, leaving out the paths in
+    `exclude`), and archive members of no known format, files and members of another
+    language, archives inside archives (counted in `skipped`, each also given to
+    `on_skip(name, reason)`)."""
 
     def __init__(self, paths: Iterable[Path], every_file: bool = False,
                  language: str | None = None,
-                 on_skip: Callable[[str, str], None] | None = None) -> None:
+                 on_skip: Callable[[str, str], None] | None = None,
+                 exclude: frozenset[Path] = frozenset()) -> None:
         self.paths = list(paths)
         self.every_file = every_file
         self.language = language.lower() if language else None
         self.skipped = 0
+        self.skipped_files: dict[str, list[str]] = {}
         self._on_skip = on_skip
+        self._exclude = exclude
 
     def __iter__(self) -> Iterator[Input]:
         done = 0
-        for path in input_files(self.paths, self.every_file):
+        for path in input_files(self.paths, self.every_file, self._passed_over):
             size = _size(path)
             if is_archive(path):
                 yield from self._members(path, done)
-            elif self._wanted(str(path), named=True):
+            elif (language := self._other_language(str(path))) is None:
                 yield Input(FileBlob(path), done + size)
+            else:
+                self._skip(str(path), f"language {language}, not {self.language}")
             done += size
+
+    def _passed_over(self, folder: str, name: str) -> None:
+        if (Path(folder) / name).resolve() not in self._exclude:
+            self.skipped_files.setdefault(folder, []).append(name)
 
     def _skip(self, name: str, reason: str) -> None:
         self.skipped += 1
         if self._on_skip is not None:
             self._on_skip(name, reason)
 
-    def _wanted(self, name: str, named: bool = False) -> bool:
-        """Whether to read a file or member: of a known format (or --format given, or a
-        file named outright) and in the language asked for, where its layout tells."""
-        if not (named or self.every_file or _known(name)):
+    def _other_language(self, name: str) -> str | None:
+        """The language of an OPUS path when --language asks for another, else None."""
+        if self.language is None:
+            return None
+        language = layout_of(name).language
+        return language if language is not None and language != self.language else None
+
+    def _wanted(self, archive: Path, member: str) -> bool:
+        """Whether to read an archive member: of a known format (or --format given) and in
+        the language asked for, where its layout tells; else it is skipped and counted."""
+        name = member_name(archive, member)
+        if is_archive(Path(member)):
+            self._skip(name, "an archive inside an archive")
+        elif not (self.every_file or _known(member)):
             self._skip(name, "not a known format")
-            return False
-        if self.language is not None:
-            language = layout_of(name).language
-            if language is not None and language != self.language:
-                self._skip(name, f"language {language}, not {self.language}")
-                return False
-        return True
+        elif (language := self._other_language(member)) is not None:
+            self._skip(name, f"language {language}, not {self.language}")
+        else:
+            return True
+        return False
 
     def _members(self, path: Path, done: int) -> Iterator[Input]:
         if path.name.lower().endswith(".zip"):
@@ -162,10 +187,7 @@ class Walk:
             for info in archive.infolist():
                 if info.is_dir():
                     continue
-                name = member_name(path, info.filename)
-                if is_archive(Path(info.filename)):
-                    self._skip(name, "an archive inside an archive")
-                elif self._wanted(info.filename):
+                if self._wanted(path, info.filename):
                     blob = ZipMemberBlob(path, info.filename, info.file_size)
                     yield Input(blob, done + info.header_offset + info.compress_size)
 
@@ -198,10 +220,7 @@ class Walk:
                     continue
                 name = member_name(path, member.name)
                 position = done + _position(raw, path)
-                if is_archive(Path(member.name)):
-                    self._skip(name, "an archive inside an archive")
-                    continue
-                if not self._wanted(member.name):
+                if not self._wanted(path, member.name):
                     continue
                 if member.size > MEMBER_IN_MEMORY_BYTES:
                     yield Input(TarMemberBlob(path, archive, member), position)

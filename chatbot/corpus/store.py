@@ -155,6 +155,10 @@ class _Duplicate(Exception):
     """Internal: the source turned out to be a near-duplicate; undo its conversations."""
 
 
+class _Nothing(Exception):
+    """Internal: the source gave no conversation at all; keep no record of it."""
+
+
 class CorpusStore:
     """A corpus database file. Opening it applies pending migrations.
 
@@ -226,12 +230,14 @@ class CorpusStore:
 
         Conversations with fewer than `min_turns` turns are counted, not stored, and so
         are conversations already stored turn for turn. Content stored before (the same
-        digest) is not stored again. A film whose IMDb id is stored already, or whose
-        sketch (given, or a Sketcher fed while the conversations stream) is a near-
-        duplicate of a stored film's, is recorded as a duplicate of it with no
-        conversations. `keep_duplicates` stores everything; a near-duplicate then joins
-        the work of the film it repeats, so that the two never straddle a split. If the
-        iterable raises, the transaction is rolled back and the error propagates.
+        digest) is not stored again; a source that gives no conversation at all is not
+        recorded (so that reading it again, with the right format, is no no-op). A film
+        whose IMDb id is stored already, or whose sketch (given, or a Sketcher fed while
+        the conversations stream) is a near-duplicate of a stored film's, is recorded as
+        a duplicate of it with no conversations. `keep_duplicates` stores everything; a
+        near-duplicate then joins the work of the film it repeats, so that the two never
+        straddle a split. If the iterable raises, the transaction is rolled back and the
+        error propagates.
         """
         conn = self.db.conn
         try:
@@ -270,6 +276,10 @@ class CorpusStore:
                                 self._join_work(source_id, original)
                 except _Duplicate:
                     return self._mark_duplicate(source_id, original)
+                if not (counts.conversations or counts.duplicate_conversations):
+                    # Read with the wrong --format, say: recording it would make reading
+                    # it again the right way a no-op ("unchanged").
+                    raise _Nothing
                 if sketch:
                     conn.executemany("INSERT INTO sketches (source_id, hash) VALUES (?, ?)",
                                      ((source_id, h) for h in sketch))
@@ -279,6 +289,8 @@ class CorpusStore:
                     (counts.conversations, counts.turns, counts.skipped_conversations,
                      counts.duplicate_conversations, source_id),
                 )
+        except _Nothing:
+            return counts
         except sqlite3.OperationalError as e:
             raise ChatbotError(f"{self.path}: cannot write the corpus database: {e}") from None
         return counts

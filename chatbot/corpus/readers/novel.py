@@ -5,8 +5,7 @@ is one turn; a new paragraph with speech is a new turn. Chapter headings, scene 
 long stretches of narration end a conversation. Speakers are unknown.
 
 PTB-tokenized books (one sentence a line, quotes as separate ` and ' tokens, no blank
-lines) have lost their paragraphs; there a turn ends where speech resumes after narration
-that finished a sentence, or right after another quote closed.
+lines) are told apart here and read by `novel_tokenized`, with the same `Dialogue`.
 
 `conversations_from_paragraphs` applies the same speech rules to paragraphs found
 elsewhere (the EPUB reader's XHTML chapters).
@@ -35,10 +34,8 @@ HEADER_WINDOW = 1000  # lines searched for the end of a Gutenberg header (old on
 # Memory stays flat whatever the file: these cut what would otherwise grow with the book.
 MAX_PARAGRAPH_LINES = 500  # a file without blank lines
 MAX_TURNS = 500  # a conversation that never pauses (Alice's longest has 99 turns)
-MAX_QUOTE_TOKENS = 2000  # a tokenized quote that never closes
 ILLUSTRATION_MAX_LINES = 40  # an [Illustration: … that never closes stops being skipped
 MENTION_MAX_WORDS = 3  # “ORANGE MARMALADE” after a word is a label, not speech
-TOKENIZED_SAMPLE = 200  # lines looked at to tell a PTB-tokenized file
 
 # Public: the EPUB reader also looks for these markers in paragraph text.
 GUTENBERG_START = re.compile(
@@ -52,16 +49,14 @@ _NUMBER = (
     r"(?:[IVXLCDM]+|\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
     r"|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last)"
 )
-_HEADING_WORD = r"(?:CHAPTER|BOOK|PART|VOLUME)\s+(?:[IVXLCDM]+|\d+)\b"
+HEADING_WORD = r"(?:CHAPTER|BOOK|PART|VOLUME)\s+(?:[IVXLCDM]+|\d+)\b"
 # "CHAPTER II Title" and "Chapter 2. Title", but not "Part I wanted…"; lone roman
 # numerals only in capitals, as "Mild." or "did" alone are no headings.
 _HEADING = re.compile(
-    rf"^(?:{_HEADING_WORD}.*"
+    rf"^(?:{HEADING_WORD}.*"
     rf"|(?i:chapter|book|part|volume)\s+(?i:the\s+)?(?i:{_NUMBER})\b\s*(?:[.:—–-].*)?"
     r"|[IVXLCDM]+\.?|\d+\.?)$"
 )
-_INLINE_HEADING = re.compile(rf"(?<!\S){_HEADING_WORD}(?:\s*\.)?")
-_INLINE_SCENE_BREAK = re.compile(r"^\*(?:\s+\*){2,}\s*")
 _DASHES = "—―–"
 # With or without a space after the dash: Spanish writes "—Hola".
 _DASH_LED = re.compile(rf"^[{_DASHES}](?![{_DASHES}])\s*")
@@ -76,31 +71,27 @@ _CLOSERS = {
     "“": "”", "„": "“”", "«": "»", "「": "」", "『": "』", "‘": "’", '"': '"', "`": "'",
 }  # fmt: skip
 _APOSTROPHES = "’'"  # also closers: these close only when not between two letters
-_TOKENIZED_QUOTE = re.compile(r"(?:^|\s)``?(?:\s|$)")
-_SENTENCE_END = re.compile(r"[.!?]")
-_CONTRACTION = re.compile(r"^(?:s|t|ll|ve|re|m|d)$", re.I)
 _AFTER_WORD = re.compile(r"\w\s+$")
 
 
 def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
     """Conversations from a novel, yielded as each one ends."""
     del options  # min_turns is applied by the caller; nothing else applies to novels
+    # Imported here: that module builds on this one's Dialogue.
+    from chatbot.corpus.readers.novel_tokenized import (
+        TOKENIZED_SAMPLE,
+        conversations_from_tokenized,
+        looks_tokenized,
+    )
+
     text = source.text()
     lines = _without_illustrations(_body(text.lines()), source, text)
     sample = list(islice(lines, TOKENIZED_SAMPLE))
-    tokenized = sum(bool(_TOKENIZED_QUOTE.search(line)) for line in sample) >= 3
     lines = chain(sample, lines)
-    if not tokenized:
+    if looks_tokenized(sample):
+        yield from conversations_from_tokenized(lines)
+    else:
         yield from conversations_from_paragraphs(_paragraphs(lines, source, text))
-        return
-    dialogue = _Dialogue()
-    parser = _Tokenized(dialogue)
-    for line in lines:
-        parser.line(line)
-        yield from dialogue.finished()
-    parser.line("")
-    dialogue.end_conversation()
-    yield from dialogue.finished()
 
 
 def conversations_from_paragraphs(paragraphs: Iterable[list[str]]) -> Iterator[Conversation]:
@@ -109,7 +100,7 @@ def conversations_from_paragraphs(paragraphs: Iterable[list[str]]) -> Iterator[C
     An empty paragraph is a section boundary (a chapter, a heading found by the caller): it
     ends the conversation, as a heading line does in a .txt book.
     """
-    dialogue = _Dialogue()
+    dialogue = Dialogue()
     left_open: str | None = None
     for paragraph in paragraphs:
         if paragraph:
@@ -122,8 +113,11 @@ def conversations_from_paragraphs(paragraphs: Iterable[list[str]]) -> Iterator[C
     yield from dialogue.finished()
 
 
-class _Dialogue:
-    """Collects turns into conversations: ends them on headings and long narration."""
+class Dialogue:
+    """Collects turns into conversations: ends them on headings and long narration.
+
+    Shared by the paragraph reader here and the tokenized one (`novel_tokenized`).
+    """
 
     def __init__(self) -> None:
         self.turns: list[Turn] = []
@@ -239,7 +233,7 @@ def _paragraphs(lines: Iterable[str], source: Source, text: TextFile) -> Iterato
         yield lines_in
 
 
-def _paragraph(lines: list[str], left_open: str | None, dialogue: _Dialogue) -> str | None:
+def _paragraph(lines: list[str], left_open: str | None, dialogue: Dialogue) -> str | None:
     """Feed one paragraph to the dialogue; return the quote it leaves open, if any."""
     if _SCENE_BREAK.match(" ".join(lines)):
         dialogue.end_conversation()
@@ -355,83 +349,3 @@ def _dash_pieces(text: str) -> list[tuple[bool, str]]:
         pieces.extend(parts)
         speaking = len(parts) > 1 and not parts[-1][1].strip()
     return pieces
-
-
-class _Tokenized:
-    """PTB-tokenized text, line by line: the tokens ` and `` open a quote, ' and '' close it.
-
-    Single quotes are the outer ones in such books; a `` … '' inside them stays text. A
-    lone ' outside a quote opens one: the tokenized Alice uses it both ways.
-    """
-
-    def __init__(self, dialogue: _Dialogue) -> None:
-        self.dialogue = dialogue
-        self.closer: str | None = None
-        self.words: list[str] = []
-
-    def line(self, line: str) -> None:
-        if not line.strip():  # a blank line is a paragraph break, when a file has them
-            self._close_quote()
-            self._narration(force_turn=True)
-            return
-        scene_break = _INLINE_SCENE_BREAK.match(line)
-        if scene_break:  # the tokenized Alice glues "* * * …" to the next sentence
-            self._close_quote()
-            self._narration(force_turn=True)
-            self.dialogue.end_conversation()
-            line = line[scene_break.end() :]
-        heading = _INLINE_HEADING.search(line)
-        if heading:
-            self.tokens(line[: heading.start()].split())
-            self._close_quote()
-            self._narration(force_turn=True)
-            self.dialogue.end_conversation()
-            line = line[heading.end() :]
-        self.tokens(line.split())
-        if self.closer is None and len(self.words) > LONG_NARRATION_WORDS:
-            self._narration(force_turn=True)  # counted now, not held until the next quote
-        elif len(self.words) > MAX_QUOTE_TOKENS:
-            self._close_quote()
-
-    def tokens(self, tokens: list[str]) -> None:
-        for i, token in enumerate(tokens):
-            if token == "'" and tokens[i + 1 : i + 2] and _CONTRACTION.match(tokens[i + 1]):
-                self.words.append("'")  # "ALICE ' S" is an apostrophe, not a quote
-            elif token.startswith("'") and token[1:2].isupper():  # "'I'" = quote + "I'"
-                self.tokens(["'", token[1:]])
-            elif self.closer is None and token in ("`", "``", "'"):
-                self._narration(force_turn=False)
-                self.closer = "''" if token == "``" else "'"
-            elif self.closer is not None and token == self.closer:
-                self._close_quote()
-            elif self.closer == "'" and token == "`":  # a quote never closed: a new one
-                self._close_quote()
-                self._narration(force_turn=True)
-                self.closer = "'"
-            else:
-                self.words.append(token)
-
-    def _close_quote(self) -> None:
-        if self.closer is not None:
-            self.dialogue.say(_detokenize(self.words))
-            self.words = []
-            self.closer = None
-
-    def _narration(self, force_turn: bool) -> None:
-        """Narration before a quote opens: a finished sentence (or none) ends the turn."""
-        text = _detokenize(self.words)
-        self.words = []
-        self.dialogue.narrate(text)
-        if force_turn or not text or _SENTENCE_END.search(text):
-            self.dialogue.end_turn()
-
-
-def _detokenize(tokens: list[str]) -> str:
-    """Undo PTB spacing: "ca n't" -> "can't", "I' ve" / "YOU ' D" -> "I've" / "YOU'D"."""
-    text = " ".join(token for token in tokens if token != "_")  # "_ I _": italics
-    text = re.sub(r" (n't|'s|'ll|'re|'ve|'m|'d)\b", r"\1", text, flags=re.I)
-    text = re.sub(r"(\w) ?' (s|t|ll|ve|re|m|d)\b", r"\1'\2", text, flags=re.I)
-    text = re.sub(r"``\s*", '"', text)
-    text = re.sub(r"\s*''", '"', text)
-    text = re.sub(r" ([.,;:!?)\]])", r"\1", text)
-    return re.sub(r"([(\[]) ", r"\1", text)
