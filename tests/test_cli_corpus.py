@@ -272,3 +272,19 @@ def test_a_file_read_with_the_wrong_format_can_be_read_again_the_right_way(tmp_p
     assert wrong.exit_code == 1 and last_json(wrong.stdout)["conversations"] == 0
     right = run("ingest", str(novel), "--db", db, "--json")
     assert right.exit_code == 0 and last_json(right.stdout)["conversations"] == 1
+
+
+def test_export_of_a_private_corpus_is_private(tmp_path):
+    (tmp_path / "a.srt").write_text(SRT)
+    db = tmp_path / "c.db"
+    assert run("ingest", str(tmp_path / "a.srt"), "--db", str(db)).exit_code == 0
+    public = tmp_path / "public.jsonl"
+    assert run("corpus", "export", "--db", str(db), "-o", str(public)).exit_code == 0
+    assert "How are you?" in public.read_text()
+    os.chmod(db, 0o600)  # as a corpus that took in chat transcripts is
+    private = tmp_path / "private.jsonl"
+    private.write_text("old")
+    os.chmod(private, 0o644)
+    assert run("corpus", "export", "--db", str(db), "-o", str(private)).exit_code == 0
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert private.read_text() == public.read_text()

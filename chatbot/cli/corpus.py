@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -186,7 +187,9 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, jobs, 
     total += _size(transcripts_path) if transcripts_path is not None else 0
     show_bar = sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES
     report = IngestReport()
-    with CorpusStore(corpus_db(db_path)) as store, click.progressbar(
+    # A corpus that receives chat transcripts is private from the start.
+    with CorpusStore(corpus_db(db_path), private=transcripts_path is not None) as store, \
+            click.progressbar(
         length=total, file=sys.stderr, label="ingesting", show_eta=True,
         hidden=not show_bar,
     ) as bar:
@@ -343,7 +346,8 @@ def _clock(ms: int) -> str:
 @corpus.command()
 @click.argument("query")
 @db_option
-@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="At most this many turns, best matches first.")
 @json_option
 def search(query, db_path, limit, as_json):
     """Full-text search over turns (SQLite FTS5 syntax: words, "phrases", OR, NOT, prefix*).
@@ -366,9 +370,11 @@ def search(query, db_path, limit, as_json):
 @corpus.command()
 @db_option
 @click.option("--format", "format_name", type=click.Choice(["jsonl"]), default="jsonl",
-              show_default=True)
-@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-",
-              help="Write here instead of stdout.")
+              show_default=True, help="Output format: this project's JSONL (which "
+              "`chatbot ingest` reads back).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of stdout (private, 0600, when the corpus is: it "
+              "holds chat transcripts).")
 @click.option("--split", type=click.Choice(SPLITS), default="all", show_default=True,
               help="Only one side of the train/validation split, as `chatbot train` makes it.")
 @click.option("--valid-fraction", type=click.FloatRange(0, 1), default=0.05, show_default=True,
@@ -386,11 +392,19 @@ def export(db_path, format_name, output, split, valid_fraction, split_by):
         chatbot corpus export --split valid --valid-fraction 0.05 > valid.jsonl
     """
     from chatbot.corpus.readers import jsonl
+    from chatbot.files import open_private
 
     with _open_existing(db_path) as store:
-        for conversation_id, source, conversation in store.iter_conversations(
-                split, valid_fraction, split_by):
-            output.write(jsonl.dumps(conversation_id, source, conversation) + "\n")
+        if output is None:
+            out = sys.stdout
+        elif store.path.stat().st_mode & 0o077 == 0:  # a private corpus: a private copy
+            out = open_private(output)
+        else:
+            out = open(output, "w", encoding="utf-8")
+        with out if output is not None else contextlib.nullcontext(out):
+            for conversation_id, source, conversation in store.iter_conversations(
+                    split, valid_fraction, split_by):
+                out.write(jsonl.dumps(conversation_id, source, conversation) + "\n")
 
 
 def _open_existing(db_path: Path | None) -> CorpusStore:
