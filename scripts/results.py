@@ -119,11 +119,11 @@ def other_source_rows(default: Path, chitchat: Path, work: Path, exchanges: int)
     from chatbot.corpus.ingest import ingest, ingest_builtin
     from chatbot.corpus.store import CorpusStore
     from chatbot.corpus.types import ReadOptions
-    from chatbot.evaluate.metrics import perplexity
     from chatbot.evaluate.ngram import KneserNeyTrigram
     from chatbot.evaluate.run import evaluate as run
     from chatbot.evaluate.run import split_options
     from chatbot.model import directory
+    from chatbot.model.loss import perplexity
     from chatbot.train.data import conversations
 
     loaded = directory.load(default)

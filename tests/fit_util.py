@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from chatbot.model.exchanges import Exchange, exchanges
-from chatbot.model.loss import masked_cross_entropy
+from chatbot.model.loss import real_token_loss
 
 
 def pad(rows) -> np.ndarray:
@@ -28,7 +28,8 @@ def batches(tokenizer, conversations: list[list[str]]) -> list[tuple[np.ndarray,
 
 def fit(model, data: list[tuple[np.ndarray, ...]], optimizer, steps: int) -> list[float]:
     """Full-batch steps over whole conversations, the state carried from exchange to
-    exchange as the training loop carries it; the mean loss of each step."""
+    exchange as the training loop carries it, through training's own loss
+    (`real_token_loss`); each exchange weighs the same. The mean loss of each step."""
 
     @tf.function
     def step():
@@ -36,10 +37,10 @@ def fit(model, data: list[tuple[np.ndarray, ...]], optimizer, steps: int) -> lis
             state = model.zero_state(int(data[0][0].shape[0]))
             total = 0.0
             for source, target_in, target_out in data:
-                out = model({"source": source, "target_in": target_in, "state": state},
-                            training=True)
-                total += masked_cross_entropy(target_out, out["logits"])[0]
-                state = out["state"]
+                features, state = model.exchange(
+                    {"source": source, "target_in": target_in, "state": state}, training=True)
+                loss_sum, tokens = real_token_loss(features, target_out, model.output_layer)
+                total += loss_sum / tokens  # this exchange's mean per real token
         grads = tape.gradient(total, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return total / len(data)

@@ -10,6 +10,7 @@ import pytest
 
 from chatbot.model import directory
 from chatbot.model.builtin import builtin_model_dir
+from tests.tiny_model import tiny_model_dir
 
 MB = 1_000_000
 
@@ -18,19 +19,15 @@ MB = 1_000_000
 def test_compact_form_round_trips(tmp_path, tied):
     """float16 weights load into the same model, and replies barely move."""
     from chatbot.decode.responder import Responder
-    from chatbot.model.config import ModelConfig
-    from chatbot.model.network import ConversationModel
-    from chatbot.text.tokenizer import fit_tokenizer
 
     texts = ["hello there", "how are you", "i am fine thanks", "what do you do",
-             "i read books", "nice to meet you"] * 5
-    tokenizer = fit_tokenizer("word", texts, 100)
-    config = ModelConfig(family="attention", cell="gru", vocab_size=tokenizer.vocab_size,
-                         embedding_dim=8, hidden_dim=16, tie_embeddings=tied)
-    directory.save(tmp_path / "full", ConversationModel(config), tokenizer, {"steps": 1})
-    directory.save_compact(tmp_path / "full", tmp_path / "small")
+             "i read books", "nice to meet you"]
+    full_dir = tiny_model_dir(texts, vocab_size=100, family="attention", cell="gru",
+                              tie_embeddings=tied, metadata={"steps": 1})
+    directory.save_compact(full_dir, tmp_path / "small")
     assert not (tmp_path / "small" / directory.MODEL_FILE).exists()
-    full, small = directory.load(tmp_path / "full"), directory.load(tmp_path / "small")
+    assert directory.weights_file(tmp_path / "small").name == directory.COMPACT_FILE
+    full, small = directory.load(full_dir), directory.load(tmp_path / "small")
     assert small.config == full.config and small.metadata == full.metadata
     for a, b in zip(full.model.weights, small.model.weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-3)

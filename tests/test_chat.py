@@ -21,7 +21,7 @@ from click.testing import CliRunner
 keras = pytest.importorskip("keras")
 
 from chatbot.chat.commands import COMMANDS, Action, Frontend  # noqa: E402
-from chatbot.chat.loading import load_responder, model_digest, warm_up  # noqa: E402
+from chatbot.chat.loading import load_responder, model_digest  # noqa: E402
 from chatbot.chat.pipe import PipeChat  # noqa: E402
 from chatbot.chat.session import ChatSession  # noqa: E402
 from chatbot.cli import cli  # noqa: E402
@@ -30,6 +30,7 @@ from chatbot.decode.settings import DecodeSettings  # noqa: E402
 from chatbot.errors import ChatbotError  # noqa: E402
 from chatbot.text.tokenizer import BOS_ID  # noqa: E402
 from chatbot.transcripts.store import TranscriptStore  # noqa: E402
+from tests.tiny_model import tiny_model_dir  # noqa: E402
 
 GREEDY = DecodeSettings(max_len=12)
 
@@ -39,31 +40,16 @@ WORDS = ["hello there", "how are you", "i am fine thanks", "what is your name",
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """One tiny untrained model, as tests/test_decode.py makes them: seconds, not minutes
-    of training on two busy cores. Its words have no punctuation, so every reply's text
-    encodes back to its ids (what replaying a transcript reads)."""
-    from chatbot.model import directory
-    from chatbot.model.config import ModelConfig
-    from chatbot.model.network import ConversationModel
-    from chatbot.text.tokenizer import EOS_ID, fit_tokenizer
-
-    keras.utils.set_random_seed(3)
-    tokenizer = fit_tokenizer("word", WORDS, 50)
-    model = ConversationModel(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=8,
-                                          hidden_dim=16))
-    bias = np.asarray(model.output_layer.bias).copy()
-    bias[EOS_ID] += 1.5  # replies of a few words
-    model.output_layer.bias.assign(bias)
-    path = tmp_path_factory.mktemp("chat") / "model"
-    return directory.save(path, model, tokenizer, {"options": {"max_len": 16}})
+def model_dir() -> Path:
+    """One tiny untrained model (tests/tiny_model.py), replies of a few words. Its words
+    have no punctuation, so every reply's text encodes back to its ids (what replaying a
+    transcript reads)."""
+    return tiny_model_dir(WORDS, seed=3, eos_boost=1.5, metadata={"options": {"max_len": 16}})
 
 
 @pytest.fixture(scope="module")
 def responder(model_dir):
-    loaded, _ = load_responder(model_dir, GREEDY)
-    warm_up(loaded, GREEDY)
-    return loaded
+    return load_responder(model_dir, GREEDY)
 
 
 @pytest.fixture
@@ -286,7 +272,7 @@ def test_completion_offers_commands_and_their_arguments():
 
 
 def test_pipe_mode_prints_one_line_per_reply_and_nothing_else(chat, store):
-    stdin = io.StringIO("hello\n\n/reset\nhello\n/settings\n/multiline\nhow are you?\n")
+    stdin = io.StringIO("hello\n/reset\nhello\n/settings\n/multiline\nhow are you?\n")
     stdout, stderr = io.StringIO(), io.StringIO()
     assert PipeChat(chat, stdin, stdout, stderr).run() == 0
     lines = stdout.getvalue().splitlines()
@@ -295,6 +281,77 @@ def test_pipe_mode_prints_one_line_per_reply_and_nothing_else(chat, store):
     assert "only works in a terminal" in stderr.getvalue()
     assert len(store.conversation_ids()) == 2
     assert [r["text"] for r in chat.history()][1::2] == lines[1:]
+
+
+def test_pipe_mode_answers_every_line_so_replies_line_up(chat, monkeypatch):
+    """A file of turns piped in gets one line back per line: a blank line (no turn) an
+    empty one, and so does a turn whose reply failed (its error goes to stderr)."""
+    turns = ["hello", "", "how are you?", "   ", "tell me a joke", "good bye"]
+    begin = chat.begin_reply
+
+    def failing(text):
+        if text == "tell me a joke":
+            raise ChatbotError("that reply failed")
+        return begin(text)
+
+    monkeypatch.setattr(chat, "begin_reply", failing)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert PipeChat(chat, io.StringIO("\n".join(turns) + "\n"), stdout, stderr).run() == 0
+    lines = stdout.getvalue().split("\n")
+    assert lines[-1] == "" and len(lines[:-1]) == len(turns)
+    assert [bool(line) for line in lines[:-1]] == [True, False, True, False, False, True]
+    assert "that reply failed" in stderr.getvalue()
+    assert [r["text"] for r in chat.history() if r["role"] == "user"] == [
+        "hello", "how are you?", "good bye"]
+
+
+def test_the_main_thread_s_stderr_shows_at_once_while_the_model_loads(model_dir,
+                                                                      monkeypatch, tmp_path):
+    """The model loads on a worker thread with TensorFlow's chatter filtered out of file
+    descriptor 2; what the main thread writes there meanwhile is not held back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import chatbot.decode.responder as responder_module
+
+    loading, release = threading.Event(), threading.Event()
+
+    class Stop(Exception):
+        pass
+
+    class SlowResponder:  # a load that lasts until the test has looked
+        def __init__(self, *args, **kwargs):
+            os.write(2, b"oneDNN custom operations are on. (TensorFlow's chatter)\n")
+            loading.set()
+            release.wait(60)
+            raise Stop
+
+    monkeypatch.setattr(responder_module, "Responder", SlowResponder)
+    seen = tmp_path / "stderr"
+    with open(seen, "wb") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)  # the process's real stderr, for this test
+        try:
+            with ThreadPoolExecutor(1) as executor:
+                future = executor.submit(load_responder, model_dir, GREEDY)
+                assert loading.wait(60)
+                os.write(2, b"a message from the main thread\n")
+                # Not a timing bound: the message either shows while the load still
+                # waits for `release`, or (held back) only after it; the deadline only
+                # keeps a failing run from hanging.
+                deadline = time.monotonic() + 20
+                while (b"from the main thread" not in seen.read_bytes()
+                       and time.monotonic() < deadline):
+                    time.sleep(0.01)
+                during_the_load = seen.read_bytes()
+                release.set()
+                with pytest.raises(Stop):
+                    future.result(60)
+        finally:
+            release.set()
+            os.dup2(saved, 2)
+            os.close(saved)
+    assert b"a message from the main thread\n" in during_the_load
+    assert b"oneDNN" not in seen.read_bytes()
 
 
 # --- the prompt_toolkit front end, in-process ------------------------------------------
@@ -375,10 +432,13 @@ def test_ctrl_c_during_a_reply_returns_to_the_prompt_and_stores_no_reply(chat, r
             deadline = time.monotonic() + 30
             while not waiting_for_the_reply() and time.monotonic() < deadline:
                 time.sleep(0.01)
-            time.sleep(0.05)
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.3)
-            release.set()  # the abandoned reply finishes on the worker, unseen
+            # The slow reply goes on only once the chat has given it up, however long
+            # a busy machine takes to get there (then it finishes on the worker, unseen).
+            deadline = time.monotonic() + 30
+            while "(reply stopped)" not in repl.printed and time.monotonic() < deadline:
+                time.sleep(0.01)
+            release.set()
 
         threading.Thread(target=interrupt, daemon=True).start()
         pipe.send_text("a slow one\r" "hello\r" "\x04")
@@ -416,9 +476,9 @@ def _chat_command(model_dir: Path, transcripts: Path, *extra: str) -> list[str]:
 
 
 def test_no_model_is_one_line_on_how_to_train_one(monkeypatch, tmp_path):
-    import chatbot.chat.loading as loading
+    import chatbot.model.builtin as builtin
 
-    monkeypatch.setattr(loading, "builtin_model_dir", lambda: None)
+    monkeypatch.setattr(builtin, "builtin_model_dir", lambda: None)
     result = CliRunner().invoke(cli, ["chat", "--transcripts", str(tmp_path / "t.db")])
     assert result.exit_code == 1
     assert "no built-in model yet: train one with `chatbot train --model DIR`" in result.output
@@ -580,3 +640,13 @@ def test_chat_decodes_as_the_model_recommends_with_given_options_on_top(tmp_path
     assert chat_settings(tmp_path, {}).method == "sample"
     (tmp_path / "metadata.json").unlink()
     assert chat_settings(tmp_path, {}) == DecodeSettings(method="beam")
+
+
+def test_an_existing_history_file_is_made_private(tmp_path):
+    from chatbot.chat.repl import private_history
+
+    path = tmp_path / "chat_history"
+    path.write_text("\n# 2026-01-01\n+what I typed\n")
+    path.chmod(0o644)
+    private_history(path)
+    assert path.stat().st_mode & 0o777 == 0o600

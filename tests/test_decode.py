@@ -18,6 +18,7 @@ from chatbot.model.config import ModelConfig  # noqa: E402
 from chatbot.model.network import ConversationModel  # noqa: E402
 from chatbot.text.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, fit_tokenizer  # noqa: E402
 from tests.fit_util import batches, fit  # noqa: E402
+from tests.tiny_model import tiny_model_dir  # noqa: E402
 
 # Keras warns when a one-token turn gives a softmax over one attention key; harmless.
 pytestmark = pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
@@ -370,11 +371,10 @@ def test_xla_gives_the_same_replies():
 
 
 @pytest.fixture
-def model_dir(tmp_path):
+def model_dir():
     texts = ["hello there", "how are you ?", "fine , thanks", "what is your name ?"]
-    tokenizer = fit_tokenizer("word", texts, 50)
-    model = bias(tiny(family="attention", vocab_size=tokenizer.vocab_size), {EOS_ID: 2.0})
-    return directory.save(tmp_path / "m", model, tokenizer, {"options": {"max_len": "6"}})
+    return tiny_model_dir(texts, seed=1, eos_boost=2.0, family="attention",
+                          metadata={"options": {"max_len": "6"}})
 
 
 def test_responder_replies_carry_state_and_batches_match_single_replies(model_dir):

@@ -72,6 +72,52 @@ def test_bleu_on_hand_made_cases():
     assert corpus_bleu([], []) == 0.0
 
 
+def bleu_as_it_was(hypotheses, references, max_n=4):
+    """The project's own corpus BLEU before it used sacrebleu (its "exp" smoothing
+    written out), kept to show sacrebleu gives the same figures."""
+    matches, totals, hyp_len, ref_len = [0] * max_n, [0] * max_n, 0, 0
+    for hyp, ref in zip(hypotheses, references, strict=True):
+        hyp_len, ref_len = hyp_len + len(hyp), ref_len + len(ref)
+        for n in range(1, max_n + 1):
+            grams = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))
+            ref_grams = Counter(tuple(ref[i:i + n]) for i in range(len(ref) - n + 1))
+            matches[n - 1] += sum(min(c, ref_grams[g]) for g, c in grams.items())
+            totals[n - 1] += max(len(hyp) - n + 1, 0)
+    if hyp_len == 0 or min(totals) == 0:
+        return 0.0
+    log_precision, smooth = 0.0, 1.0
+    for match, total in zip(matches, totals, strict=True):
+        if match == 0:
+            smooth *= 2.0
+            log_precision += math.log(1.0 / (smooth * total))
+        else:
+            log_precision += math.log(match / total)
+    brevity = 1.0 if hyp_len > ref_len else math.exp(1.0 - ref_len / hyp_len)
+    return 100.0 * brevity * math.exp(log_precision / max_n)
+
+
+def test_bleu_is_sacrebleu_s_and_agrees_with_the_figures_before_it():
+    rng = np.random.default_rng(5)
+    vocabulary = ["i", "you", "do", "not", "know", "what", "is", "it", "?", ".", "yes", "no"]
+
+    def reply():
+        return list(rng.choice(vocabulary, size=int(rng.integers(0, 9))))
+
+    for size in (1, 3, 30, 200):
+        hypotheses = [reply() for _ in range(size)]
+        references = [reply() for _ in range(size)]
+        before = bleu_as_it_was(hypotheses, references)
+        matched = any(set(h) & set(r) for h, r in zip(hypotheses, references, strict=True))
+        # The one difference: with no word matched at all, sacrebleu says 0 where the
+        # smoothing alone gave a tiny figure (at most 100/2 of the unigram's 1/total).
+        expected = before if matched else 0.0
+        assert corpus_bleu(hypotheses, references) == pytest.approx(expected, abs=1e-9)
+    assert bleu_as_it_was([["a", "b", "c", "d"]], [["e", "f", "g", "h"]]) > 0
+    assert corpus_bleu([["a", "b", "c", "d"]], [["e", "f", "g", "h"]]) == 0.0
+    with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
+        corpus_bleu([["a"], ["b"]], [["a"]])
+
+
 def test_distinct_and_generic_rate():
     assert words("I don't know.") == ["i", "don't", "know", "."]
     replies = [["a", "b", "a"], ["a", "c"]]
@@ -139,6 +185,71 @@ def test_eval_reports_every_metric_and_training_s_perplexity(trained, valid_repo
     assert 10 / 30 <= report["generic_rate"] <= 1 and 0 <= report["bleu"] <= 100
     assert {stage for stage, _, _ in seen} == {"n-gram", "perplexity", "replies"}
     assert seen[-1] == ("replies", 30, 30)
+
+
+def test_eval_shows_progress_from_the_start(trained, monkeypatch):
+    """Each stage is reported before its first slow step: the n-gram stage before the
+    store is read at all (a corpus of millions of turns takes a while to start)."""
+    from chatbot.corpus.store import CorpusStore
+    from chatbot.evaluate.run import evaluate
+
+    db, loaded = trained
+    events: list[tuple] = []
+    reads = CorpusStore.iter_split_conversations
+
+    def read(self, *args, **kwargs):
+        events.append(("read",))
+        return reads(self, *args, **kwargs)
+
+    monkeypatch.setattr(CorpusStore, "iter_split_conversations", read)
+    with CorpusStore(db) as store:
+        total = store.stats()["conversations"]
+    evaluate(loaded, db, "valid", max_exchanges=2, progress=lambda *p: events.append(p))
+    assert events[0] == ("n-gram", 0, total) and events[1] == ("read",)
+    stages = [e[0] for e in events if e[0] != "read"]
+    for stage in ("n-gram", "perplexity", "replies"):
+        first = next(e for e in events if e[0] == stage)
+        assert first[1] == 0, (stage, first)  # shown as begun before any work is done
+    assert stages.index("perplexity") > stages.index("n-gram")
+
+
+def test_eval_on_a_split_with_no_exchanges_is_one_line_and_exit_1(trained, tmp_path):
+    _, loaded = trained
+    # One conversation: with the model's valid fraction it falls on one side only.
+    (tmp_path / "one.tsv").write_text("hello there\thi , how are you ?\n")
+    one = tmp_path / "one.db"
+    assert CliRunner().invoke(cli, ["ingest", str(one.parent / "one.tsv"), "--db",
+                                    str(one)]).exit_code == 0
+    results = {split: CliRunner().invoke(cli, ["eval", "--db", str(one), "--model",
+                                               str(loaded.path), "--split", split,
+                                               "--max-exchanges", "0"])
+               for split in ("train", "valid")}
+    assert sorted(r.exit_code for r in results.values()) == [0, 1]
+    empty = next(r for r in results.values() if r.exit_code == 1)
+    assert empty.stdout == "" and len(empty.stderr.strip().splitlines()) == 1
+    assert "split has no exchanges to measure" in empty.stderr
+
+
+def test_status_line_and_figures_for_people():
+    from chatbot.cli.format import StatusLine, bar, fmt
+
+    assert (fmt(None), fmt(1234.5678), fmt(0.1234, 3), fmt(12000)) == (
+        "-", "1,234.57", "0.123", "12,000")
+    assert bar(0, 10) == "[" + "." * 20 + "]" and bar(5, 10) == "[" + "#" * 10 + "." * 10 + "]"
+    assert bar(3, None) == bar(0, 0) == "[" + "." * 20 + "]"
+    runner = CliRunner()
+    with runner.isolation() as (_, err, _):
+        line = StatusLine(True, interval=3600)
+        line.progress("replies", 0, 4)  # a stage's start always shows
+        line.progress("replies", 1, 4)  # within the interval: skipped
+        line.progress("replies", 4, 4)  # its end always shows
+        line.close()
+        shown = err.getvalue().decode()
+    assert "0/4 replies" in shown and "1/4" not in shown and "4/4 replies" in shown
+    assert shown.endswith("\r")
+    with runner.isolation() as (_, err, _):
+        StatusLine(False).progress("replies", 0, 4)  # not a terminal: nothing
+        assert err.getvalue() == b""
 
 
 def test_eval_splits_are_the_training_ones_and_disjoint(trained, valid_report):
@@ -233,9 +344,29 @@ def test_without_a_model_eval_and_explain_say_so(monkeypatch, tmp_path):
     import chatbot.model.builtin as builtin
 
     monkeypatch.setattr(builtin, "BUILTIN_DIR", tmp_path / "none")
-    for args in (["eval", "--db", str(tmp_path / "c.db")], ["explain", "hi"]):
-        result = CliRunner().invoke(cli, args)
-        assert result.exit_code == 1 and "no built-in model" in result.stderr, args
+    result = CliRunner().invoke(cli, ["eval", "--db", str(tmp_path / "c.db")])
+    assert result.exit_code == 1 and "no built-in model" in result.stderr
+    result = CliRunner().invoke(cli, ["explain", "hi"])
+    assert result.exit_code == 1 and "give --model DIR" in result.stderr
+
+
+def test_explain_without_a_model_says_at_once_that_it_needs_one(monkeypatch):
+    """The built-in model has no attention: explain without --model cannot work, says so
+    in one line before loading anything, and its help does not offer the built-in one."""
+    import chatbot.model.directory as directory
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("nothing should be loaded")
+
+    monkeypatch.setattr(directory, "load", no_loading)
+    result = CliRunner().invoke(cli, ["explain", "where do you live?"])
+    assert result.exit_code == 1, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "explain needs an attention model" in result.stderr
+    assert "give --model DIR" in result.stderr
+    help_text = CliRunner().invoke(cli, ["explain", "--help"]).output
+    assert "default: the built-in model" not in help_text
+    assert "built-in" in help_text and "--model" in help_text
 
 
 def test_cli_and_metrics_import_no_tensorflow():

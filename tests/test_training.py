@@ -73,8 +73,12 @@ def train(*args):
 def test_train_resume_and_finished(corpus_db, tmp_path):
     model = str(tmp_path / "m")
     result, out = train("--db", str(corpus_db), "--model", model, "--max-steps", "10",
-                        "--tie-embeddings", *TINY)
+                        "--tie-embeddings", "--log-every", "5", *TINY)
     assert result.exit_code == 0, result.output
+    # Not a terminal (a log, CI): plain progress lines, one every --log-every steps.
+    progress = [line for line in result.stderr.splitlines() if "step " in line]
+    assert [line.split("step ")[1].split()[0] for line in progress] == ["5/10", "10/10"]
+    assert "\r" not in result.stderr
     assert json.loads((tmp_path / "m" / "config.json").read_text())["tie_embeddings"]
     assert set(out) == {"steps", "epochs", "train_perplexity", "valid_perplexity",
                         "tokens_per_second", "resumed_from_step"}
@@ -106,25 +110,26 @@ def test_train_refuses_mismatched_resume_and_empty_corpus(corpus_db, tmp_path):
 
 
 def test_training_lowers_the_loss(corpus_db, tmp_path):
-    from chatbot.model import directory
+    from chatbot.train.history import read_history
 
-    _, out = train("--db", str(corpus_db), "--model", str(tmp_path / "m"), "--max-steps", "60",
-                   "--hidden-dim", "32", "--embedding-dim", "16", "--batch-size", "16",
-                   "--json")
-    loaded = directory.load(tmp_path / "m")
-    assert loaded.metadata["steps"] == 60
-    assert out["valid_perplexity"] < loaded.tokenizer.vocab_size / 2
-    assert np.isfinite(out["train_perplexity"])
+    trainer = _trainer(corpus_db, tmp_path / "m", max_steps=60, log_every=10, batch_size=16,
+                       hidden_dim=32, embedding_dim=16)
+    start = trainer.evaluate("valid")  # the untrained model's
+    result = trainer.run()
+    assert result.steps == 60
+    assert result.valid_perplexity < start / 2, (start, result.valid_perplexity)
+    first_window = read_history(tmp_path / "m")["train"][0][1]  # steps 1-10
+    assert result.train_perplexity < first_window / 2, (first_window, result.train_perplexity)
 
 
-def _trainer(db, model_dir, resume=False, **changes):
+def _trainer(db, model_dir, resume=False, hidden_dim=16, embedding_dim=8, **changes):
     from chatbot.model.config import ModelConfig
     from chatbot.train.loop import Trainer, TrainOptions
 
-    options = TrainOptions(db=db, model_dir=model_dir, batch_size=8, checkpoint_every=4,
-                           valid_fraction=0.1, **changes)
+    options = TrainOptions(db=db, model_dir=model_dir, **{
+        "batch_size": 8, "checkpoint_every": 4, "valid_fraction": 0.1, **changes})
     config = ModelConfig(family="seq2seq", cell="lstm", vocab_size=8000,
-                         embedding_dim=8, hidden_dim=16)
+                         embedding_dim=embedding_dim, hidden_dim=hidden_dim)
     if resume:
         from chatbot.model.directory import read_config
 
@@ -132,9 +137,15 @@ def _trainer(db, model_dir, resume=False, **changes):
     return Trainer(options, config, resume=resume)
 
 
-def test_resume_inside_an_epoch_continues_exactly(corpus_db, tmp_path):
-    straight = _trainer(corpus_db, tmp_path / "a", max_steps=14)
-    straight.run()
+@pytest.fixture(scope="module")
+def straight_digest(corpus_db, tmp_path_factory):
+    """The weights of a run of 14 steps that nobody stopped."""
+    trainer = _trainer(corpus_db, tmp_path_factory.mktemp("straight") / "m", max_steps=14)
+    trainer.run()
+    return trainer.weights_digest()
+
+
+def test_resume_inside_an_epoch_continues_exactly(corpus_db, tmp_path, straight_digest):
     first = _trainer(corpus_db, tmp_path / "b", max_steps=9)
     first.run()
     assert first.position.numpy() == 9 and first.epoch.numpy() == 0  # stopped mid-epoch
@@ -143,7 +154,52 @@ def test_resume_inside_an_epoch_continues_exactly(corpus_db, tmp_path):
     resumed.run()
     # Same weights as the run that never stopped: optimizer, data position and the
     # lanes' conversation state all came back.
-    assert resumed.weights_digest() == straight.weights_digest()
+    assert resumed.weights_digest() == straight_digest
+
+
+def _interrupt_after_update(trainer, step):
+    """A real SIGINT right after the weight update of `step`, before its bookkeeping: the
+    moment a Ctrl-C used to split (new weights saved with the old counters)."""
+    import signal
+
+    train_step = trainer._train_step
+
+    def hooked(*args):
+        out = train_step(*args)
+        if int(trainer.step.numpy()) == step - 1:  # updated; the counters not yet
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    trainer._train_step = hooked
+
+
+def _open_files(under):
+    """The files under `under` this process holds open."""
+    import os
+
+    under = str(under.resolve())
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(under):
+            found.append(target)
+    return found
+
+
+def test_ctrl_c_right_after_an_update_resumes_exactly(corpus_db, tmp_path, straight_digest):
+    trainer = _trainer(corpus_db, tmp_path / "m", max_steps=14)
+    _interrupt_after_update(trainer, 6)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    # The step and its bookkeeping are one: the checkpoint holds step 6 whole.
+    resumed = _trainer(corpus_db, tmp_path / "m", resume=True, max_steps=14)
+    assert resumed.resumed_from == 6
+    assert _open_files(tmp_path / "m") == []  # the logs were closed on the way out
+    resumed.run()
+    assert resumed.weights_digest() == straight_digest
 
 
 def test_an_epoch_without_progress_lowers_the_learning_rate_and_resume_keeps_it(
@@ -188,8 +244,9 @@ def test_a_step_with_fewer_tokens_than_usual_weighs_less(corpus_db, tmp_path):
     assert contribution["averaged"] < 0.05 * contribution["full weight"]
 
 
-def test_logs_and_curves_are_written(corpus_db, tmp_path):
-    _trainer(corpus_db, tmp_path / "m", max_steps=8, log_every=2).run()
+def test_logs_curves_and_the_reported_train_perplexity(corpus_db, tmp_path):
+    trainer = _trainer(corpus_db, tmp_path / "m", max_steps=8, log_every=2)
+    result = trainer.run()
     from chatbot.train.history import read_history
 
     series = read_history(tmp_path / "m")
@@ -198,14 +255,138 @@ def test_logs_and_curves_are_written(corpus_db, tmp_path):
     assert (tmp_path / "m" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     events = list((tmp_path / "m" / "logs" / "train").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+    # Stopped inside an epoch: the figure is the last logged window's, not the run's mean.
+    assert result.train_perplexity == pytest.approx(series["train"][-1][1], rel=1e-5)
+    # Nothing left open: the summary writers, the stores of the epoch and validation.
+    assert _open_files(tmp_path / "m") == []
+    assert _open_files(corpus_db.parent) == []
 
 
-def test_rmsprop_and_bad_batch_for_replicas(corpus_db, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_db(tmp_path_factory):
+    """Two ChatterBot files: an epoch of a few steps."""
+    from chatbot.corpus.ingest import builtin_inputs
+
+    files, _ = builtin_inputs("chatterbot:english")
+    db = tmp_path_factory.mktemp("tiny") / "t.db"
+    chosen = [str(f) for f in files if f.name in ("greetings.yml", "emotion.yml")]
+    result = CliRunner().invoke(cli, ["ingest", *chosen, "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def test_train_perplexity_after_whole_epochs_is_the_last_epochs(tiny_db, tmp_path):
+    import math
+
+    trainer = _trainer(tiny_db, tmp_path / "m", epochs=2, log_every=1)
+    result = trainer.run()
+    assert result.epochs == 2
+    # Every step's loss is in the history (log_every=1); the last epoch's real tokens
+    # come from the same seeded pipeline.
+    records = [json.loads(line) for line in
+               (tmp_path / "m" / "history.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["split"] == "train"]
+    tokens = [int(np.count_nonzero(b[2])) for b in trainer._dataset("train", 1)]
+    assert len(losses) == result.steps and len(tokens) < len(losses)
+    last = losses[-len(tokens):]
+    expected = math.exp(sum(x * n for x, n in zip(last, tokens, strict=True)) / sum(tokens))
+    assert result.train_perplexity == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_worker_that_fails_to_start_leaves_no_scratch_directory(corpus_db, tmp_path,
+                                                                   monkeypatch):
+    import tempfile
+
+    from chatbot.train import distribute, loop
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(distribute, "is_chief", lambda strategy: False)
+
+    def broken(self, training):
+        raise RuntimeError("cannot compile")
+
+    monkeypatch.setattr(loop.Trainer, "_compile", broken)
+    with pytest.raises(RuntimeError, match="cannot compile"):
+        _trainer(corpus_db, tmp_path / "m")
+    assert list(scratch.iterdir()) == []
+
+
+def _interrupting_cli(monkeypatch, step):
+    """`chatbot train` runs whose training step `step` gets a real SIGINT right after its
+    weight update."""
+    import signal
+
+    from chatbot.train import loop
+
+    compile_step = loop.Trainer._compile
+
+    def hooked_compile(self, training):
+        run = compile_step(self, training)
+        if not training:
+            return run
+
+        def hooked(*args):
+            out = run(*args)
+            if int(self.step.numpy()) == step - 1:
+                signal.raise_signal(signal.SIGINT)
+            return out
+
+        return hooked
+
+    monkeypatch.setattr(loop.Trainer, "_compile", hooked_compile)
+
+
+def test_ctrl_c_names_the_saved_step_and_a_resume_command_that_needs_no_db(
+        corpus_db, tmp_path, monkeypatch):
+    import shlex
+    import shutil
+
+    model = tmp_path / "m"
+    _interrupting_cli(monkeypatch, 2)
+    stopped, _ = train("--db", str(corpus_db), "--model", str(model), "--max-steps", "3",
+                       "--hidden-dim", "16", "--embedding-dim", "8", "--batch-size", "8")
+    assert stopped.exit_code == 130
+    line = stopped.stderr.strip().splitlines()[-1]
+    assert "step 2" in line and f"chatbot train --model {model} --resume" in line, line
+    # The command as printed, with no --db (the default corpus here is another, empty
+    # one): it goes on with the saved run's corpus and options.
+    command = shlex.split(line[line.index("chatbot train"):])[2:]  # after "chatbot train"
+    resumed, out = train(*command, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert out["resumed_from_step"] == 2 and out["steps"] == 3
+    # Another corpus is refused, in one line.
+    other = tmp_path / "other.db"
+    shutil.copyfile(corpus_db, other)
+    refused, _ = train("--model", str(model), "--resume", "--db", str(other),
+                       "--max-steps", "4")
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert str(corpus_db) in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_rmsprop_and_bad_batch_for_replicas(corpus_db, tmp_path, monkeypatch):
+    import keras
+
     result, out = train("--db", str(corpus_db), "--model", str(tmp_path / "m"), "--max-steps",
                         "3", "--optimizer", "rmsprop", *TINY)
     assert result.exit_code == 0 and out["steps"] == 3
     saved = json.loads((tmp_path / "m" / "training.json").read_text())
     assert saved["optimizer"] == "rmsprop"
+    assert isinstance(_trainer(corpus_db, tmp_path / "r", optimizer="rmsprop").optimizer,
+                      keras.optimizers.RMSprop)
+    # Two replicas (as CHATBOT_CPU_REPLICAS=2 would give): 7 rows do not split.
+    from types import SimpleNamespace
+
+    from chatbot.train import distribute
+
+    monkeypatch.setattr(distribute, "make_strategy",
+                        lambda name: SimpleNamespace(num_replicas_in_sync=2))
+    odd, _ = train("--db", str(corpus_db), "--model", str(tmp_path / "odd"), "--batch-size",
+                   "7")
+    assert odd.exit_code == 1 and "--batch-size 7: must be a multiple of the 2 replicas" in (
+        odd.stderr)
+    assert not (tmp_path / "odd").exists()
 
 
 def _env(**extra):

@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatbot.chat.loading import load_responder, model_digest, resolve_model_dir, warm_up
+from chatbot.chat.loading import load_in_background, load_responder, model_digest
 from chatbot.chat.session import ChatSession, ModelUnavailable
 from chatbot.decode.settings import DecodeSettings, for_model
 from chatbot.errors import ChatbotError
+from chatbot.model.directory import resolve
 from chatbot.transcripts import default_transcripts_db
 from chatbot.transcripts.store import TranscriptStore
 
@@ -33,7 +34,7 @@ def run_chat(model: Path | None, transcripts: Path | None,
     says; `interactive` None: a terminal when both stdin and stdout are one."""
     if continue_latest and conversation_id is not None:
         raise ChatbotError("give --continue or --conversation ID, not both")
-    model_dir = resolve_model_dir(model)
+    model_dir = resolve(model)
     settings = chat_settings(model_dir, overrides or {})
     name = "built-in" if model is None else model_dir.name
     store = TranscriptStore(transcripts if transcripts is not None else default_transcripts_db())
@@ -88,12 +89,11 @@ def _pipe(model_dir: Path, name: str, store: TranscriptStore, settings: DecodeSe
           resume: int | None) -> int:
     from chatbot.chat.pipe import PipeChat
 
-    responder, notes = load_responder(model_dir, settings)
-    notes += warm_up(responder, settings)  # traces now, so TensorFlow's chatter is caught
+    responder = load_responder(model_dir, settings)  # traced now: no chatter later
     chat = ChatSession(responder, store, settings, model_path=model_dir,
                        model_digest=lambda: model_digest(model_dir), model_name=name)
     front = PipeChat(chat)
-    for line in [*notes, *(_resume(chat, resume) if resume is not None else [])]:
+    for line in _resume(chat, resume) if resume is not None else []:
         front.notice(line)
     return front.run()
 
@@ -104,15 +104,7 @@ def _terminal(model_dir: Path, name: str, store: TranscriptStore, settings: Deco
     from chatbot.paths import data_dir
 
     executor = ThreadPoolExecutor(1, thread_name_prefix="chat-model")
-    notes: list[str] = []
-
-    def load() -> Responder:
-        responder, printed = load_responder(model_dir, settings)
-        notes.extend(printed)
-        notes.extend(warm_up(responder, settings))
-        return responder
-
-    loading = executor.submit(load)
+    loading = load_in_background(executor, model_dir, settings)
 
     def responder() -> Responder:
         try:
@@ -128,6 +120,6 @@ def _terminal(model_dir: Path, name: str, store: TranscriptStore, settings: Deco
         greeting += _resume(chat, resume)
         for turn in chat.turns[-GREETING_TURNS:]:
             greeting.append(("you> " if turn.role == "user" else "bot> ") + turn.text)
-    repl = Repl(chat, executor=executor, loading=loading, notes=notes,
+    repl = Repl(chat, executor=executor, loading=loading,
                 history=private_history(data_dir() / "chat_history"))
     return repl.run(greeting)

@@ -112,7 +112,6 @@ class Frontend:
 
     def __init__(self, chat: ChatSession) -> None:
         self.chat = chat
-        self.notes: list[str] = []  # what native code printed meanwhile, shown after a line
 
     def show_reply(self, reply: Reply) -> None:
         raise NotImplementedError
@@ -138,10 +137,8 @@ class Frontend:
         """The model's part of a reply, TensorFlow's native chatter kept off the screen
         (tracing a new search prints to the file descriptor directly)."""
         responder = self.chat.responder
-        with quiet_native_stderr() as printed:
-            made = pending.run(responder)
-        self.notes.extend(printed)
-        return made
+        with quiet_native_stderr():
+            return pending.run(responder)
 
     def toggle_multiline(self) -> bool:
         raise ChatbotError("multi-line input only works in a terminal")
@@ -162,9 +159,6 @@ class Frontend:
             raise  # no model, no chat: the command line reports it and exits 1
         except ChatbotError as e:
             self.error(str(e))
-        finally:
-            while self.notes:
-                self.notice(self.notes.pop(0))
         return Action.CONTINUE
 
 

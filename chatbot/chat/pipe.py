@@ -2,10 +2,13 @@
 
 Each input line is a user turn and gets exactly one line on stdout, its reply (newlines
 in a reply become spaces), flushed at once so a script can read it before writing the
-next turn. Nothing else goes to stdout: notices, errors and the output of /commands go
-to stderr. Blank lines are skipped; `/reset` and the other /commands work as in the
-terminal (/retry's new reply is a reply: one line on stdout); end of input ends the chat
-with exit status 0.
+next turn. A blank line (nothing but spaces) is no turn: it gets an empty line, and so
+does a turn whose reply failed (the error goes to stderr), so a file of turns piped in
+gets its replies line for line (`paste turns.txt replies.txt`). Nothing
+else goes to stdout: notices, errors and the output of /commands go to stderr. `/reset`
+and the other /commands work as in the terminal and print no line on stdout (except
+/retry, whose new reply is a reply: one line); end of input ends the chat with exit
+status 0.
 """
 
 from __future__ import annotations
@@ -34,10 +37,15 @@ class PipeChat(Frontend):
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
+        self.lines = 0  # lines written to stdout
 
     def show_reply(self, reply: Reply) -> None:
-        self.stdout.write(one_line(reply.text) + "\n")
+        self._line(one_line(reply.text))
+
+    def _line(self, text: str) -> None:
+        self.stdout.write(text + "\n")
         self.stdout.flush()
+        self.lines += 1
 
     def notice(self, text: str) -> None:
         self.stderr.write(text + "\n")
@@ -47,8 +55,16 @@ class PipeChat(Frontend):
         """Chat until end of input (or /quit); the exit status."""
         try:
             for line in self.stdin:
-                if self.handle(line.rstrip("\r\n")) is Action.QUIT:
-                    break
+                text = line.rstrip("\r\n").strip()
+                if text.startswith("/") and not text.startswith("//"):
+                    if self.handle(text) is Action.QUIT:
+                        break
+                    continue
+                before = self.lines
+                if text:
+                    self.handle(text)
+                if self.lines == before:  # a blank line, or a turn that failed
+                    self._line("")
         except BrokenPipeError:
             # The reader went away: stop quietly, and keep Python's exit-time flush of
             # stdout from failing again on the closed pipe.

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +30,7 @@ from prompt_toolkit.styles import Style
 
 from chatbot.chat.commands import COMMANDS, Action, Frontend, Registry, describe
 from chatbot.chat.session import ChatSession, Pending, Reply
+from chatbot.files import create_private
 
 STYLE = Style.from_dict({
     "you": "bold ansigreen",
@@ -75,7 +75,7 @@ def private_history(path: Path) -> History:
     """A FileHistory whose file only its owner can read (it holds what was typed)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        create_private(path)  # an existing one with a wider mode is narrowed
     except OSError:
         return InMemoryHistory()  # a read-only home: chat without a history file
     return FileHistory(str(path))
@@ -83,17 +83,14 @@ def private_history(path: Path) -> History:
 
 class Repl(Frontend):
     """The interactive chat. `loading` is the background model load, if any (the toolbar
-    says so until it is done); `notes` collects what it printed, shown between turns."""
+    says so until it is done)."""
 
     interactive = True
 
     def __init__(self, chat: ChatSession, *, executor: ThreadPoolExecutor | None = None,
-                 loading: Future[Any] | None = None, notes: list[str] | None = None,
-                 history: History | None = None, input: Any = None,
-                 output: Any = None) -> None:
+                 loading: Future[Any] | None = None, history: History | None = None,
+                 input: Any = None, output: Any = None) -> None:
         super().__init__(chat)
-        if notes is not None:
-            self.notes = notes  # what the background load printed, shown between turns
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="chat-reply")
         self.loading = loading
         self.multiline = False

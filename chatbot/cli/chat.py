@@ -45,8 +45,9 @@ def chat(model_dir, transcripts_path, method, beam_size, temperature, top_k, top
     In a terminal: Enter sends, Esc-Enter adds a line, Ctrl-C clears the line or stops a
     reply, Ctrl-D or /quit leaves; /help lists the commands (/reset, /retry, /set,
     /rate, /history...). The conversation's context is kept from turn to turn; /reset
-    starts a new conversation. When stdin is not a terminal, each line is a turn and each
-    reply is one line on stdout (notices go to stderr).
+    starts a new conversation. When stdin is not a terminal, each line is a turn and its
+    reply is one line on stdout, so replies line up with the input: a blank line gets an
+    empty line; /commands print none (notices go to stderr).
     """
     from chatbot.chat.app import run_chat
 

@@ -4,67 +4,34 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from chatbot.cli.format import StatusLine, fmt
 from chatbot.cli.options import corpus_db, db_option, json_option
+from chatbot.corpus.split import SPLITS
 
-SPLITS = ("train", "valid", "all")  # chatbot.train.data.SPLITS, without importing numpy
-
-model_option = click.option(
-    "--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Model directory (default: the built-in model).")
+# What each stage of `evaluate` counts (its progress callback's stage names).
+STAGES = {"n-gram": "conversations (n-gram counts)",
+          "perplexity": "conversations (perplexity)", "replies": "replies"}
 
 
-def _load(model_dir: Path | None) -> Any:
-    """The model directory loaded (the built-in one without --model), TensorFlow's
-    start-up chatter kept off the terminal."""
-    from chatbot.chat.loading import resolve_model_dir
+def _load(path: Path) -> Any:
+    """A checked model directory loaded, TensorFlow's start-up chatter left out."""
     from chatbot.native_stderr import tensorflow_quietly
 
-    path = resolve_model_dir(model_dir)  # cheap checks first: a wrong path is one line
     with tensorflow_quietly():
         from chatbot.model import directory
 
         return directory.load(path)
 
 
-class _Bar:
-    """One progress line on stderr, redrawn at most ten times a second."""
-
-    STAGES = {"n-gram": "conversations (n-gram counts)",
-              "perplexity": "conversations (perplexity)", "replies": "replies"}
-
-    def __init__(self, show: bool) -> None:
-        self.show = show
-        self.last = 0.0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self.show or (now - self.last < 0.1 and done < total):
-            return
-        self.last = now
-        filled = min(20, round(20 * done / total)) if total else 20
-        click.echo(f"\r[{'#' * filled}{'.' * (20 - filled)}] {done:,}/{total:,} "
-                   f"{self.STAGES.get(stage, stage)}   ", err=True, nl=False)
-
-    def close(self) -> None:
-        if self.show and self.last:
-            click.echo("\r" + " " * 78 + "\r", err=True, nl=False)
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}" if isinstance(value, float) else f"{value:,}"
-
-
 @click.command("eval")
 @db_option
-@model_option
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Model directory (default: the built-in model).")
 @click.option("--split", type=click.Choice(SPLITS), default="valid", show_default=True,
               help="Conversations to measure on (the model's own train/valid split).")
 @click.option("--max-exchanges", type=click.IntRange(min=0), default=200, show_default=True,
@@ -86,34 +53,53 @@ def eval_command(db_path, model_dir, split, max_exchanges, as_json):
     them outside the model's vocabulary. token_accuracy counts argmax hits. Over greedy
     replies to the split's first N exchanges: distinct_1/2 (distinct n-grams over all),
     avg_reply_tokens, generic_rate (share of replies among the 10 most frequent) and
-    corpus BLEU-4 (0-100) against the real replies. The split uses
-    the model's saved --valid-fraction, so valid holds no training conversation.
+    corpus BLEU-4 (0-100, sacrebleu's) against the real replies. The split uses
+    the model's saved --valid-fraction, so valid holds no training conversation; a split
+    with no exchanges is an error (exit status 1). On a terminal, a progress line on
+    stderr follows each stage.
     """
-    from chatbot.evaluate.run import evaluate
+    from chatbot.model.directory import resolve
 
-    loaded = _load(model_dir)
-    bar = _Bar(sys.stderr.isatty())
+    path = resolve(model_dir)  # cheap checks first: a wrong path is one line at once
+    db = corpus_db(db_path)
+    if not db.is_file():
+        raise click.ClickException(f"{db}: no corpus database; run `chatbot ingest` first")
+    from chatbot.native_stderr import tensorflow_quietly
+
+    status = StatusLine(sys.stderr.isatty())
+    status.update("loading the model…", force=True)
     try:
-        result = evaluate(loaded, corpus_db(db_path), split, max_exchanges, progress=bar)
+        # TensorFlow's chatter (at its start, and when a search is traced) kept off the
+        # progress line; anything else on stderr shows as it comes.
+        with tensorflow_quietly():
+            from chatbot.evaluate.run import evaluate
+            from chatbot.model import directory
+
+            loaded = directory.load(path)
+            result = evaluate(loaded, db, split, max_exchanges,
+                              progress=lambda stage, done, total: status.progress(
+                                  STAGES.get(stage, stage), done, total))
     finally:
-        bar.close()
+        status.close()
     if as_json:
         click.echo(json.dumps(result))
         return
-    click.echo(f"{loaded.path} on the {split} split: {_fmt(result['exchanges'])} exchanges, "
-               f"{_fmt(result['tokens'])} target tokens")
+    click.echo(f"{loaded.path} on the {split} split: {fmt(result['exchanges'])} exchanges, "
+               f"{fmt(result['tokens'])} target tokens")
     rows = [("perplexity", 2), ("perplexity_no_context", 2), ("ngram_perplexity", 2),
             ("unknown_rate", 3), ("token_accuracy", 3), ("replies", 0), ("distinct_1", 3),
             ("distinct_2", 3), ("avg_reply_tokens", 1), ("generic_rate", 3), ("bleu", 2)]
     for name, digits in rows:
-        click.echo(f"  {name:<22} {_fmt(result[name], digits):>10}")
+        click.echo(f"  {name:<22} {fmt(result[name], digits):>10}")
     if split != "valid":
         click.echo(f"note: the n-gram was fitted on the train split, so on {split} it is "
                    "scored on text it has seen", err=True)
 
 
 @click.command()
-@model_option
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="An attention model's directory. Needed: the built-in "
+              "model has no attention.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("explain.png"), show_default=True, help="The PNG to write.")
 @click.argument("text")
@@ -127,13 +113,23 @@ def explain(model_dir, output, text):
 
     The model replies greedily, as to the first turn of a conversation; the PNG is a
     heatmap of the attention weights, your words across and the reply's words down
-    (the last row is the end of the reply). Models without attention cannot be
-    explained this way.
+    (the last row is the end of the reply). Models without attention (the built-in
+    one among them) cannot be explained this way, so --model is needed.
     """
-    from chatbot.chat.loading import resolve_model_dir
     from chatbot.evaluate.explain import check_family, write_explanation
+    from chatbot.model.directory import resolve
 
-    check_family(resolve_model_dir(model_dir))  # before TensorFlow loads
-    path, found = write_explanation(_load(model_dir), text, output)
+    if model_dir is None:
+        from chatbot.model.builtin import builtin_model_dir
+        from chatbot.model.directory import read_config
+
+        builtin = builtin_model_dir()
+        if builtin is None or read_config(builtin).family != "attention":
+            raise click.ClickException(
+                "explain needs an attention model and the built-in one has none: give "
+                "--model DIR (train one with `chatbot train --arch attention --model DIR`)")
+    path = resolve(model_dir)
+    check_family(path)  # before TensorFlow loads
+    path, found = write_explanation(_load(path), text, output)
     click.echo(f"reply: {found.reply}")
     click.echo(f"wrote {path}")

@@ -122,10 +122,9 @@ class Responder:
             raise ChatbotError(f"{len(sources)} turns but {len(states)} states")
         if not sources:
             return []
-        rows = [self._check(s) for s in states]
-        stacked = [np.concatenate([row[i] for row in rows]) for i in range(self._count)]
+        stacked = self._stack(states)
         start = time.perf_counter()
-        found = self.search.run([list(s) for s in sources], stacked, settings)
+        found = self.search.run([list(s) for s in sources], list(stacked), settings)
         seconds = time.perf_counter() - start
         return [self._result(hypotheses, seconds, settings) for hypotheses in found]
 
@@ -142,9 +141,7 @@ class Responder:
         """`observe` for a batch, as token ids (`targets_in` start with bos)."""
         if self._advance is None:
             self._advance = _compile_exchange(self.model, self._count, self._shape[1])
-        rows = [self._check(s) for s in states]
-        stacked = tuple(np.concatenate([row[i] for row in rows]) for i in range(self._count))
-        out = self._advance(pad_ids(sources), pad_ids(targets_in), stacked)
+        out = self._advance(pad_ids(sources), pad_ids(targets_in), self._stack(states))
         return [[np.asarray(s[n:n + 1]) for s in out] for n in range(len(sources))]
 
     def _result(self, hypotheses: list[Hypothesis], seconds: float,
@@ -155,6 +152,11 @@ class Responder:
         info = ReplyInfo(best.ids, len(best.ids), seconds, best.score, settings.method,
                          candidates)
         return best.text, best.state, info
+
+    def _stack(self, states: Sequence[State | None]) -> tuple[np.ndarray, ...]:
+        """One conversation per row: (N, H) arrays in the model's state layout."""
+        rows = [self._check(s) for s in states]
+        return tuple(np.concatenate([row[i] for row in rows]) for i in range(self._count))
 
     def _check(self, state: Any) -> State:
         if state is None:

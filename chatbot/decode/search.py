@@ -314,6 +314,23 @@ def _greedy(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs):
             tuple(s[:, None] for s in finals))
 
 
+class _Beam(NamedTuple):
+    """Beam search's loop variables: the live hypotheses and the finished ones."""
+
+    t: Any  # () the step: the length of the live hypotheses
+    last: Any  # (N*K,) each live hypothesis' last token
+    states: tuple  # (N*K, H) each: the decoder's state after it
+    lm_states: tuple  # (N*K, H) each: the anti-LM's (empty without it)
+    alive_tokens: Any  # (N, K, L)
+    alive_scores: Any  # (N, K) log probabilities, -inf for no hypothesis
+    done: Any  # (N,) the row needs no more steps
+    fin_tokens: Any  # (N, K, L) the finished hypotheses, best first
+    fin_scores: Any  # (N, K) over the length penalty, -inf for none
+    fin_lengths: Any  # (N, K)
+    fin_states: tuple  # (N, K, H) each: the state after [bos] + the reply
+    fin_count: Any  # (N,) hypotheses finished so far
+
+
 def _beam(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs):
     """Beam search; returns tokens (N, K, L), lengths and scores (N, K) best first,
     states (N, K, H) each."""
@@ -323,24 +340,14 @@ def _beam(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs):
     n = tf.shape(source)[0]
     length = knobs.max_len
     hidden = model.config_.hidden_dim
-    alive_tokens = tf.zeros(tf.stack([n, beams, length]), tf.int32)
-    # Only the first beam is live at the start: the others would repeat it.
-    alive_scores = tf.tile(tf.constant([[0.0] + [NEG_INF] * (beams - 1)]), tf.stack([n, 1]))
-    last = tf.fill([n * beams], BOS_ID)
-    fin_tokens = tf.zeros(tf.stack([n, beams, length]), tf.int32)
-    fin_scores = tf.fill(tf.stack([n, beams]), NEG_INF)
-    fin_lengths = tf.zeros(tf.stack([n, beams]), tf.int32)
-    fin_states = tuple(tf.zeros(tf.stack([n, beams, hidden])) for _ in score_next.initial)
-    fin_count = tf.zeros([n], tf.int32)
-    done = tf.zeros([n], tf.bool)
     rank = tf.range(2 * beams)[None, :]  # (1, 2K)
 
-    def body(t, last, states, lm_states, alive_tokens, alive_scores, done, fin_tokens,
-             fin_scores, fin_lengths, fin_states, fin_count):
-        flat_tokens = tf.reshape(alive_tokens, tf.stack([n * beams, length]))
-        scores, states, lm_states = score_next(t, last, list(states), list(lm_states),
+    def body(b: _Beam) -> tuple[_Beam]:
+        t = b.t
+        flat_tokens = tf.reshape(b.alive_tokens, tf.stack([n * beams, length]))
+        scores, states, lm_states = score_next(t, b.last, list(b.states), list(b.lm_states),
                                                flat_tokens)
-        every = alive_scores[:, :, None] + tf.reshape(scores, tf.stack([n, beams, vocab]))
+        every = b.alive_scores[:, :, None] + tf.reshape(scores, tf.stack([n, beams, vocab]))
         top_scores, top = tf.math.top_k(tf.reshape(every, tf.stack([n, beams * vocab])),
                                         2 * beams)  # (N, 2K), best first
         beam = top // vocab
@@ -350,40 +357,57 @@ def _beam(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs):
         lm_grouped = [tf.reshape(s, tf.stack([n, beams, -1])) for s in lm_states]
 
         # An end among the K best finishes that hypothesis.
-        finishing = ends & (rank < beams) & tf.math.is_finite(top_scores) & ~done[:, None]
+        finishing = ends & (rank < beams) & tf.math.is_finite(top_scores) & ~b.done[:, None]
         normed = tf.where(finishing, top_scores / length_penalty(t, knobs.length_penalty),
                           NEG_INF)
-        pool_scores = tf.concat([fin_scores, normed], 1)  # (N, 3K)
+        pool_scores = tf.concat([b.fin_scores, normed], 1)  # (N, 3K)
         fin_scores, pick = tf.math.top_k(pool_scores, beams)
-        pool_tokens = tf.concat([fin_tokens, tf.gather(alive_tokens, beam, batch_dims=1)], 1)
-        fin_tokens = tf.gather(pool_tokens, pick, batch_dims=1)
-        pool_lengths = tf.concat([fin_lengths, tf.fill(tf.shape(beam), t)], 1)
-        fin_lengths = tf.gather(pool_lengths, pick, batch_dims=1)
+        pool_tokens = tf.concat([b.fin_tokens, tf.gather(b.alive_tokens, beam, batch_dims=1)],
+                                1)
+        pool_lengths = tf.concat([b.fin_lengths, tf.fill(tf.shape(beam), t)], 1)
         fin_states = tuple(
             tf.gather(tf.concat([f, tf.gather(g, beam, batch_dims=1)], 1), pick, batch_dims=1)
-            for f, g in zip(fin_states, grouped, strict=True))
-        fin_count = fin_count + tf.reduce_sum(tf.cast(finishing, tf.int32), 1)
+            for f, g in zip(b.fin_states, grouped, strict=True))
+        fin_count = b.fin_count + tf.reduce_sum(tf.cast(finishing, tf.int32), 1)
 
         # The K best continuations that do not end live on.
         alive_scores, keep = tf.math.top_k(tf.where(ends, NEG_INF, top_scores), beams)
         parent = tf.gather(beam, keep, batch_dims=1)  # (N, K)
         chosen = tf.gather(token, keep, batch_dims=1)
-        alive_tokens = _write(tf.gather(alive_tokens, parent, batch_dims=1), t, chosen)
-        states = tuple(tf.reshape(tf.gather(g, parent, batch_dims=1), [-1, hidden])
-                       for g in grouped)
-        lm_states = tuple(tf.reshape(tf.gather(g, parent, batch_dims=1), [-1, hidden])
-                          for g in lm_grouped)
         stuck = tf.logical_not(tf.reduce_any(tf.math.is_finite(alive_scores), 1))
-        done = done | (fin_count >= beams) | stuck | (t >= knobs.max_len)
-        return (t + 1, tf.reshape(chosen, [-1]), states, lm_states, alive_tokens, alive_scores,
-                done, fin_tokens, fin_scores, fin_lengths, fin_states, fin_count)
+        return (_Beam(
+            t=t + 1,
+            last=tf.reshape(chosen, [-1]),
+            states=tuple(tf.reshape(tf.gather(g, parent, batch_dims=1), [-1, hidden])
+                         for g in grouped),
+            lm_states=tuple(tf.reshape(tf.gather(g, parent, batch_dims=1), [-1, hidden])
+                            for g in lm_grouped),
+            alive_tokens=_write(tf.gather(b.alive_tokens, parent, batch_dims=1), t, chosen),
+            alive_scores=alive_scores,
+            done=b.done | (fin_count >= beams) | stuck | (t >= knobs.max_len),
+            fin_tokens=tf.gather(pool_tokens, pick, batch_dims=1),
+            fin_scores=fin_scores,
+            fin_lengths=tf.gather(pool_lengths, pick, batch_dims=1),
+            fin_states=fin_states,
+            fin_count=fin_count),)
 
-    def cond(t, last, states, lm_states, alive_tokens, alive_scores, done, *_):
-        return tf.logical_not(tf.reduce_all(done))
+    def cond(b: _Beam) -> Any:
+        return tf.logical_not(tf.reduce_all(b.done))
 
-    loop_vars = (tf.constant(0), last, tuple(score_next.initial),
-                 tuple(score_next.lm_initial), alive_tokens, alive_scores, done, fin_tokens,
-                 fin_scores, fin_lengths, fin_states, fin_count)
-    out = tf.while_loop(cond, body, loop_vars)
-    fin_tokens, fin_scores, fin_lengths, fin_states = out[7], out[8], out[9], out[10]
-    return fin_tokens, fin_lengths, fin_scores, fin_states
+    start = _Beam(
+        t=tf.constant(0),
+        last=tf.fill([n * beams], BOS_ID),
+        states=tuple(score_next.initial),
+        lm_states=tuple(score_next.lm_initial),
+        alive_tokens=tf.zeros(tf.stack([n, beams, length]), tf.int32),
+        # Only the first beam is live at the start: the others would repeat it.
+        alive_scores=tf.tile(tf.constant([[0.0] + [NEG_INF] * (beams - 1)]),
+                             tf.stack([n, 1])),
+        done=tf.zeros([n], tf.bool),
+        fin_tokens=tf.zeros(tf.stack([n, beams, length]), tf.int32),
+        fin_scores=tf.fill(tf.stack([n, beams]), NEG_INF),
+        fin_lengths=tf.zeros(tf.stack([n, beams]), tf.int32),
+        fin_states=tuple(tf.zeros(tf.stack([n, beams, hidden])) for _ in score_next.initial),
+        fin_count=tf.zeros([n], tf.int32))
+    (out,) = tf.while_loop(cond, body, (start,))
+    return out.fin_tokens, out.fin_lengths, out.fin_scores, out.fin_states

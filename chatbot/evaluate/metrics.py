@@ -6,7 +6,6 @@ not on the model's token ids, so figures compare across word, subword and char m
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -44,39 +43,20 @@ def generic_rate(replies: Sequence[str], top: int = 10) -> float:
 
 def corpus_bleu(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]],
                 max_n: int = 4) -> float:
-    """Corpus BLEU (Papineni et al. 2002), 0-100, one reference per hypothesis.
-
-    Clipped n-gram matches and lengths are summed over the corpus before the precisions
-    are taken. A precision with no match is smoothed as sacrebleu's default "exp" method
-    does (1 / (2^k * total) for the k-th such order), since a chatbot's short replies
-    often share no 4-gram with the reference and plain BLEU would then be 0 for all.
+    """Corpus BLEU (Papineni et al. 2002), 0-100, one reference per hypothesis, as
+    sacrebleu computes it on our words (its tokenizer off, so the words are not split
+    again): clipped n-gram matches and lengths summed over the corpus before the
+    precisions are taken, and its default "exp" smoothing for an order with no match
+    (1 / (2^k * total) for the k-th such order), since a chatbot's short replies often
+    share no 4-gram with the reference. 0 when no word matches or no reply is long
+    enough for a `max_n`-gram.
     """
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
-    matches = [0] * max_n
-    totals = [0] * max_n
-    hyp_len = ref_len = 0
-    for hyp, ref in zip(hypotheses, references, strict=True):
-        hyp_len += len(hyp)
-        ref_len += len(ref)
-        for n in range(1, max_n + 1):
-            hyp_grams, ref_grams = Counter(ngrams(hyp, n)), Counter(ngrams(ref, n))
-            matches[n - 1] += sum(min(c, ref_grams[g]) for g, c in hyp_grams.items())
-            totals[n - 1] += max(len(hyp) - n + 1, 0)
-    if hyp_len == 0 or min(totals) == 0:
+    if not hypotheses:
         return 0.0
-    log_precision = 0.0
-    smooth = 1.0
-    for match, total in zip(matches, totals, strict=True):
-        if match == 0:
-            smooth *= 2.0
-            log_precision += math.log(1.0 / (smooth * total))
-        else:
-            log_precision += math.log(match / total)
-    brevity = 1.0 if hyp_len > ref_len else math.exp(1.0 - ref_len / hyp_len)
-    return 100.0 * brevity * math.exp(log_precision / max_n)
+    from sacrebleu.metrics import BLEU
 
-
-def perplexity(loss_sum: float, tokens: int) -> float | None:
-    """exp(mean loss per token), capped at e^50; None when there are no tokens."""
-    return math.exp(min(loss_sum / tokens, 50.0)) if tokens else None
+    bleu = BLEU(tokenize="none", smooth_method="exp", max_ngram_order=max_n)
+    return float(bleu.corpus_score([" ".join(h) for h in hypotheses],
+                                   [[" ".join(r) for r in references]]).score)

@@ -25,17 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from chatbot.corpus.split import SPLIT_BY
+from chatbot.corpus.split import SPLITS
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import metrics
 from chatbot.evaluate.ngram import KneserNeyTrigram
 from chatbot.model.directory import ModelDirectory
 from chatbot.model.exchanges import Exchange, pad_ids
+from chatbot.model.loss import perplexity
 from chatbot.text.tokenizer import UNK_ID
-from chatbot.train.data import SPLITS, conversations, lanes
-from chatbot.train.loop import TrainOptions
+from chatbot.train.data import conversations, lanes
+from chatbot.train.options import read_options
 
-# stage ("n-gram", "perplexity", "replies"), done, total
+# stage ("n-gram", "perplexity", "replies"), done, total; each stage is reported with
+# done 0 before its first (possibly slow) step
 Progress = Callable[[str, int, int], None]
 
 KEYS = ("split", "exchanges", "tokens", "perplexity", "perplexity_no_context",
@@ -46,22 +48,11 @@ _WALK_ROWS = 64  # conversations walked side by side for the replies' states
 
 
 def split_options(metadata: dict[str, Any]) -> tuple[float, int, int, str]:
-    """(valid_fraction, max_len, batch_size, split_by) the model was trained with
-    (metadata options, saved as strings), the training defaults where missing; a model
-    that does not say how it was split is from before works: by conversation."""
-    options = metadata.get("options")
-    options = options if isinstance(options, dict) else {}
-
-    def read(name: str, kind: type) -> Any:
-        try:
-            return kind(options[name])
-        except (KeyError, TypeError, ValueError):
-            return getattr(TrainOptions, name)
-
-    split_by = options.get("split_by", "conversation")
-    if split_by not in SPLIT_BY:
-        raise ChatbotError(f"metadata.json: unknown split_by {split_by!r}")
-    return read("valid_fraction", float), read("max_len", int), read("batch_size", int), split_by
+    """(valid_fraction, max_len, batch_size, split_by) the model was trained with (see
+    chatbot.train.options.read_options: a model that does not say how it was split is
+    from before works, split by conversation)."""
+    o = read_options(metadata)
+    return o.valid_fraction, o.max_len, o.batch_size, o.split_by
 
 
 def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "valid",
@@ -71,7 +62,8 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
 
     `settings` (a DecodeSettings) picks how replies are decoded; by default greedy, with
     the anti-generic settings the model recommends (its metadata's "decoding").
-    A metric with nothing to measure (an empty split) is None.
+    A split with no exchanges is a ChatbotError (found before the n-gram is fitted); the
+    reply metrics are None when `max_exchanges` is 0.
     """
     from chatbot.corpus.store import CorpusStore
     from chatbot.model import directory
@@ -88,6 +80,7 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
     report = progress or (lambda stage, done, total: None)
     with CorpusStore(db) as store:
         total = store.stats()["conversations"]
+    report("n-gram", 0, total)  # reading starts with a query over the whole store
 
     def read(stage: str | None, which: str) -> Iterator[list[Exchange]]:
         """The split's conversations as exchanges, counted for the progress display
@@ -96,12 +89,29 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
             source = _Counted(store, stage, total, report) if stage else store
             yield from conversations(source, tokenizer, which, valid_fraction, max_len, split_by)
 
+    _require_exchanges(read(None, split), db, split, valid_fraction, total)
     ngram = KneserNeyTrigram.fit(
         (e.target_out for c in read("n-gram", "train") for e in c), tokenizer.vocab_size)
+    report("perplexity", 0, total)  # the step compiles first
     step = _compile_step(loaded.model)
     scores = _score(loaded.model, step, read("perplexity", split), ngram, batch_size)
     replies = _reply_metrics(loaded, step, read(None, split), max_exchanges, settings, report)
     return {"split": split, **scores, **replies}
+
+
+def _require_exchanges(items: Generator[list[Exchange], None, None], db: Path | str,
+                       split: str, valid_fraction: float, total: int) -> None:
+    """ChatbotError unless the split has an exchange (cheap when it has: the search stops
+    at the first one)."""
+    try:
+        if next(items, None) is not None:
+            return
+    finally:
+        items.close()
+    where = (f"{total:,} conversations, {valid_fraction:g} of them for valid"
+             if split != "all" else f"{total:,} conversations")
+    raise ChatbotError(f"{db}: the {split} split has no exchanges to measure ({where}); "
+                       "ingest more conversations or choose another --split")
 
 
 class _Counted:
@@ -189,9 +199,9 @@ def _score(model: Any, step: Callable, items: Iterator[list[Exchange]],
     if tokens != counts["ngram_tokens"]:  # both must score the very same tokens
         raise AssertionError(f"{tokens} model tokens but {counts['ngram_tokens']} n-gram ones")
     return {"exchanges": counts["exchanges"], "tokens": tokens,
-            "perplexity": metrics.perplexity(loss, tokens),
-            "perplexity_no_context": metrics.perplexity(loss_alone, tokens),
-            "ngram_perplexity": metrics.perplexity(counts["ngram"], tokens),
+            "perplexity": perplexity(loss, tokens),
+            "perplexity_no_context": perplexity(loss_alone, tokens),
+            "ngram_perplexity": perplexity(counts["ngram"], tokens),
             "unknown_rate": counts["unknown"] / tokens if tokens else None,
             "token_accuracy": correct / tokens if tokens else None}
 

@@ -1,6 +1,7 @@
 """A self-describing model directory: weights, tokenizer, config and training metadata.
 
     DIR/model.keras      the whole Keras model (custom layers registered as "chatbot>...")
+                         or DIR/weights.f16.npz, its float16 weights (`save_compact`)
     DIR/tokenizer.json   the tokenizer (plus tokenizer.model for subword)
     DIR/config.json      the ModelConfig, readable without TensorFlow
     DIR/metadata.json    what it was trained on and how far (corpus, steps, metrics)
@@ -28,6 +29,7 @@ MODEL_FILE = "model.keras"
 COMPACT_FILE = "weights.f16.npz"
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
+WEIGHT_FILES = (MODEL_FILE, COMPACT_FILE)  # either one; model.keras wins when both are there
 
 
 @dataclass
@@ -73,25 +75,55 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
     return _read_json(path, "metadata") if path.exists() else {}
 
 
-def load(directory: Path | str) -> ModelDirectory:
-    """Load a model directory; a missing, partial or corrupt one is one clear error."""
+def weights_file(directory: Path | str) -> Path | None:
+    """The directory's weights: `model.keras`, else the float16 `weights.f16.npz` the
+    built-in model ships in; None when it has neither."""
+    directory = Path(directory)
+    return next((directory / name for name in WEIGHT_FILES if (directory / name).is_file()),
+                None)
+
+
+def check(directory: Path | str) -> Path:
+    """The directory if it looks like a complete model directory (weights and config
+    present, the config readable); a one-line ChatbotError that says what to do if not.
+    Cheap: no TensorFlow is imported."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ChatbotError(f"{directory}: no model directory there")
-    compact = not (directory / MODEL_FILE).is_file() and (directory / COMPACT_FILE).is_file()
-    weights = COMPACT_FILE if compact else MODEL_FILE
-    missing = [name for name in (weights, CONFIG_FILE) if not (directory / name).is_file()]
+        raise ChatbotError(f"{directory}: no model directory there (train one with "
+                           f"`chatbot train --model {directory}`)")
+    missing = [] if weights_file(directory) else [MODEL_FILE]
+    if not (directory / CONFIG_FILE).is_file():
+        missing.append(CONFIG_FILE)
     if missing:
         raise ChatbotError(
-            f"{directory}: not a complete model directory ({', '.join(missing)} missing)"
-        )
+            f"{directory}: not a complete model directory ({', '.join(missing)} missing)")
+    read_config(directory)  # a damaged config is reported now, not after a slow load
+    return directory
+
+
+def resolve(model: Path | str | None) -> Path:
+    """The model directory a command works on: `model`, or the built-in one when it is
+    None; checked as `check` does (what `chat`, `eval` and `explain` run first)."""
+    if model is None:
+        from chatbot.model.builtin import NO_BUILTIN_MODEL, builtin_model_dir
+
+        model = builtin_model_dir()
+        if model is None:
+            raise ChatbotError(NO_BUILTIN_MODEL)
+    return check(model)
+
+
+def load(directory: Path | str) -> ModelDirectory:
+    """Load a model directory; a missing, partial or corrupt one is one clear error."""
+    directory = check(directory)
     config = read_config(directory)
     metadata = read_metadata(directory)
     from chatbot.text.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(directory)
-    model = (_load_compact(directory / COMPACT_FILE, config) if compact
-             else _load_keras(directory / MODEL_FILE))
+    weights = weights_file(directory)
+    model = (_load_compact(weights, config) if weights.name == COMPACT_FILE
+             else _load_keras(weights))
     if model.config_ != config:
         raise ChatbotError(f"{directory}: {CONFIG_FILE} does not match {MODEL_FILE}")
     if tokenizer.vocab_size > config.vocab_size:

@@ -1,21 +1,14 @@
-"""Masked sparse cross-entropy from logits: padding never counts in the loss."""
+"""The training loss and its perplexity: padding never counts in either.
+
+Light at import (TensorFlow is imported when the loss is first computed), so the
+evaluation's metrics and the CLI can use `perplexity` without starting TensorFlow.
+"""
 
 from __future__ import annotations
 
-from keras import ops
+import math
 
 from chatbot.text.tokenizer import PAD_ID
-
-
-def masked_cross_entropy(target_out, logits):
-    """Mean cross-entropy per real target token (integer ids, no one-hot), and the count.
-
-    target_out (B, T) holds the reply shifted left with eos at its end; logits (B, T, V).
-    """
-    mask = ops.cast(ops.not_equal(target_out, PAD_ID), "float32")
-    losses = ops.sparse_categorical_crossentropy(target_out, logits, from_logits=True)
-    count = ops.sum(mask)
-    return ops.sum(losses * mask) / ops.maximum(count, 1.0), count
 
 
 def real_token_loss(features, target_out, output_layer):
@@ -32,3 +25,8 @@ def real_token_loss(features, target_out, output_layer):
     labels = tf.boolean_mask(target_out, mask)  # (N,)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     return tf.reduce_sum(losses), tf.cast(tf.size(labels), tf.float32)
+
+
+def perplexity(loss_sum: float, tokens: int) -> float | None:
+    """exp(mean loss per token), capped at e^50; None when there are no tokens."""
+    return math.exp(min(loss_sum / tokens, 50.0)) if tokens else None

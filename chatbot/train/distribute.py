@@ -15,8 +15,9 @@ import os
 from typing import Any
 
 from chatbot.errors import ChatbotError
+from chatbot.train.options import STRATEGIES
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+__all__ = ["STRATEGIES", "is_chief", "make_strategy"]
 
 
 def make_strategy(name: str) -> Any:

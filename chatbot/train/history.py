@@ -52,6 +52,13 @@ class TrainingLog:
         for writer in self._writers.values():
             writer.flush()
 
+    def close(self) -> None:
+        """Flush and close the TensorBoard writers (their files); a later record opens
+        new ones."""
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            writer.close()
+
     def plot(self) -> Path | None:
         """Write DIR/curves.png from the history; None when there is nothing to plot."""
         if not self.enabled:

@@ -6,7 +6,9 @@ conversation starts there.
 
 Crash safety: `tf.train.CheckpointManager` writes each checkpoint under new names and
 then rewrites its small index file atomically, so a kill at any moment leaves the last
-complete checkpoint; the model directory's files are each replaced by a rename.
+complete checkpoint; the model directory's files are each replaced by a rename. Ctrl-C
+is handled between steps: a step and its bookkeeping (counters, the lanes' state) are one
+unit, so the checkpoint written on the way out is exact.
 """
 
 from __future__ import annotations
@@ -18,52 +20,33 @@ import json
 import math
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from chatbot.errors import ChatbotError
-from chatbot.evaluate.metrics import perplexity
 from chatbot.files import write_atomic
 from chatbot.model import directory
 from chatbot.model.config import ModelConfig
+from chatbot.model.loss import perplexity
+from chatbot.train.options import (
+    OPTIMIZERS,
+    STATE_FILE,
+    TrainOptions,
+    read_options,
+    resumed_options,
+)
+
+__all__ = ["CHECKPOINTS", "OPTIMIZERS", "STATE_FILE", "Interrupted", "Progress", "Trainer",
+           "TrainOptions", "TrainResult"]
 
 CHECKPOINTS = "checkpoints"
-STATE_FILE = "training.json"
-OPTIMIZERS = ("adam", "rmsprop")
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Everything `chatbot train` takes besides the model's own config."""
-
-    db: Path
-    model_dir: Path
-    tokenizer: str = "word"
-    vocab_size: int = 8000
-    batch_size: int = 32
-    epochs: int = 10
-    max_steps: int | None = None
-    valid_fraction: float = 0.05
-    # What the train/validation split keeps on one side: "work" (a film, a book; each
-    # dialogue of a dialogue set) or "conversation" (models trained before works).
-    split_by: str = "work"
-    checkpoint_every: int = 500
-    seed: int = 0
-    max_len: int = 40  # tokens per turn; longer turns are cut
-    optimizer: str = "adam"  # or "rmsprop", as in the Keras example
-    learning_rate: float = 1e-3
-    clipnorm: float = 1.0
-    patience: int = 3  # epochs without a better validation perplexity before stopping
-    # After an epoch without a better validation perplexity the learning rate is
-    # multiplied by this (Keras' ReduceLROnPlateau, at epoch ends); 1 = never.
-    lr_decay: float = 0.5
-    pool: int = 1024  # conversations in the shuffle pool
-    strategy: str = "default"  # or "mirrored", "multiworker"
-    log_every: int = 20  # steps between TensorBoard / history records
 
 
 @dataclass
@@ -72,6 +55,9 @@ class TrainResult:
 
     steps: int = 0
     epochs: int = 0
+    # Over the last epoch this run trained (the part of it after a resume), or over the
+    # last `log_every` steps when the run stopped inside an epoch; None when it trained
+    # no step.
     train_perplexity: float | None = None
     valid_perplexity: float | None = None
     tokens_per_second: float | None = None
@@ -95,16 +81,12 @@ class Progress:
     tokens_per_second: float | None
 
 
-def saved_options(model_dir: Path) -> dict[str, Any]:
-    """The training options a run in `model_dir` started with ({} if none were saved)."""
-    path = Path(model_dir) / STATE_FILE
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ChatbotError(f"{path}: not valid JSON ({e})") from None
-    return data if isinstance(data, dict) else {}
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, acted on between steps: the checkpoint at `step` holds every step before."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"interrupted; saved at step {step}")
+        self.step = step
 
 
 @contextlib.contextmanager
@@ -128,8 +110,43 @@ def _writing(what: Path) -> Iterator[None]:
                            "kept") from None
 
 
+class _DeferredInterrupts:
+    """SIGINT noted, not raised, while training runs: the loop acts on it between steps.
+
+    A second Ctrl-C stops at once (KeyboardInterrupt, no checkpoint). Installed only in
+    the main thread over Python's default handler (not where SIGINT is ignored, as in a
+    background job, or handled by the caller); the previous handler comes back after.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._installed = False
+
+    def __enter__(self) -> _DeferredInterrupts:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            signal.signal(signal.SIGINT, self._note)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._installed = False
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+
 class Trainer:
-    """Trains one model directory; `run()` does the epochs."""
+    """Trains one model directory; `run()` does the epochs.
+
+    `Trainer(options, config)` starts a run in a new directory; `Trainer.resume(dir)`
+    continues the one there with its saved options (the same as `resume=True` with
+    options and config equal to the saved ones, save those a resume may change).
+    """
 
     def __init__(self, options: TrainOptions, config: ModelConfig, resume: bool = False,
                  on_step: Callable[[Progress], None] | None = None) -> None:
@@ -137,73 +154,135 @@ class Trainer:
 
         # The strategy first: MultiWorkerMirroredStrategy must exist before any other op.
         self.strategy = make_strategy(options.strategy)
+        self.options, self.on_step = options, on_step
+        self.chief = is_chief(self.strategy)
+        self.multiworker = options.strategy == "multiworker"
+        self.per_replica = self._rows_per_replica()
+        if resume:
+            self.options = self._resumed(config)
+        self.tokenizer, self.config = self._prepare_directory(config, resume)
+        self._build()
+        # Workers other than the chief save to a scratch directory (TensorFlow's guide:
+        # every worker saves, only the chief's copy is kept), removed by close().
+        self.work_dir = (Path(self.options.model_dir) if self.chief
+                         else Path(tempfile.mkdtemp(prefix="chatbot-")))
+        self._interrupts: _DeferredInterrupts | None = None
+        self._validated: tuple[int, float | None] | None = None
+        try:
+            self._restore(resume)
+            from chatbot.train.history import TrainingLog
+
+            self.log = TrainingLog(self.options.model_dir, enabled=self.chief)
+            self._train_step = self._compile(training=True)
+            self._eval_step = self._compile(training=False)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def resume(cls, model_dir: Path | str, *,
+               on_step: Callable[[Progress], None] | None = None, **given: Any) -> Trainer:
+        """Continue the run in `model_dir` with its saved options and model config.
+
+        `given` may name TrainOptions and ModelConfig fields: those a resume may change
+        (`epochs`, `max_steps`, `patience`, `checkpoint_every`, `log_every`, `lr_decay`,
+        `strategy`) take the given value, every other one must equal the saved one (the
+        corpus `db`: the same file), else a ChatbotError says which differ.
+        """
+        model_dir = Path(model_dir)
+        _require_checkpoints(model_dir)
+        config = directory.read_config(model_dir)
+        option_names = {f.name for f in fields(TrainOptions)}
+        model_given = {k: given.pop(k) for k in list(given)
+                       if k not in option_names and k in {f.name for f in fields(ModelConfig)}}
+        _require_same_config(model_dir, config, model_given)
+        options = resumed_options(read_options(model_dir), model_dir, **given)
+        return cls(options, config, resume=True, on_step=on_step)
+
+    # --- construction, step by step -------------------------------------------------------
+
+    def _rows_per_replica(self) -> int:
+        """Each replica's share of the batch's rows (lanes stay on their replica)."""
+        replicas = self.strategy.num_replicas_in_sync
+        batch = self.options.batch_size
+        if batch % replicas:
+            raise ChatbotError(f"--batch-size {batch}: must be a multiple of the "
+                               f"{replicas} replicas, so each gets whole rows")
+        return batch // replicas
+
+    def _resumed(self, config: ModelConfig) -> TrainOptions:
+        """The options of a resumed run: the saved ones, with those a resume may change
+        as given; the model must be the one saved."""
+        model_dir = Path(self.options.model_dir)
+        _require_checkpoints(model_dir)
+        saved = directory.read_config(model_dir)
+        _require_same_config(model_dir, saved, {k: v for k, v in config.to_dict().items()
+                                                if k != "vocab_size"})
+        given = {f.name: getattr(self.options, f.name) for f in fields(TrainOptions)}
+        return resumed_options(read_options(model_dir), model_dir, **given)
+
+    def _prepare_directory(self, config: ModelConfig, resume: bool) -> tuple[Any, ModelConfig]:
+        """The tokenizer and the model's config: loaded for a resume; else the tokenizer
+        fitted on the corpus, and the directory made self-describing (chief only)."""
+        from chatbot.corpus.store import CorpusStore
+        from chatbot.text.tokenizer import fit_tokenizer, load_tokenizer
+
+        o = self.options
+        model_dir = Path(o.model_dir)
+        if not Path(o.db).exists():
+            raise ChatbotError(f"{o.db}: no corpus database; run `chatbot ingest` first")
+        with CorpusStore(o.db) as store:  # training reads through its own (see _dataset)
+            if store.stats()["conversations"] == 0:
+                raise ChatbotError(f"{o.db}: the corpus has no conversation of two turns; "
+                                   "ingest some first")
+            if resume:
+                tokenizer = load_tokenizer(model_dir)
+                config = directory.read_config(model_dir)
+            else:
+                # Other workers see the chief's files appear: only the chief checks.
+                if self.chief and (model_dir / directory.CONFIG_FILE).exists():
+                    raise ChatbotError(f"{model_dir}: a model is already there; pass "
+                                       "--resume to continue it, or choose another directory")
+                import keras
+
+                keras.utils.set_random_seed(o.seed)
+                # Deterministic: every worker fits the same tokenizer from the same corpus.
+                tokenizer = fit_tokenizer(o.tokenizer, store, o.vocab_size)
+                config = ModelConfig.from_dict({**config.to_dict(),
+                                                "vocab_size": tokenizer.vocab_size})
+        if self.chief:
+            # Self-describing from the first moment: --resume reads these.
+            with _writing(model_dir):
+                model_dir.mkdir(parents=True, exist_ok=True)
+                if not resume:
+                    tokenizer.save(model_dir)
+                    write_atomic(model_dir / directory.CONFIG_FILE, config.to_json().encode())
+                self._save_options()
+        return tokenizer, config
+
+    def _saved_options(self) -> dict[str, Any]:
+        """The run's options as saved (read back by `read_options`): typed, the corpus an
+        absolute path, so a resume from another directory finds it."""
+        return {**self.options.to_dict(), "db": str(Path(self.options.db).resolve())}
+
+    def _save_options(self) -> None:
+        write_atomic(Path(self.options.model_dir) / STATE_FILE,
+                     json.dumps(self._saved_options(), indent=2).encode())
+
+    def _build(self) -> None:
+        """The model, its optimizer, the counters and the checkpoint that holds them all."""
         import keras
         import tensorflow as tf
 
-        from chatbot.corpus.store import CorpusStore
         from chatbot.model.network import ConversationModel
-        from chatbot.text.tokenizer import fit_tokenizer, load_tokenizer
         from chatbot.train.fused_adam import FusedAdam
-        from chatbot.train.history import TrainingLog
 
-        self.options, self.on_step = options, on_step
-        if options.optimizer not in OPTIMIZERS:
-            raise ChatbotError(f"--optimizer {options.optimizer}: choose one of "
-                               f"{', '.join(OPTIMIZERS)}")
-        if not 0 < options.lr_decay <= 1:
-            raise ChatbotError(f"--lr-decay {options.lr_decay}: must be in (0, 1]")
-        replicas = self.strategy.num_replicas_in_sync
-        if options.batch_size % replicas:
-            raise ChatbotError(f"--batch-size {options.batch_size}: must be a multiple of the "
-                               f"{replicas} replicas, so each gets whole rows")
-        self.per_replica = options.batch_size // replicas
-        self.chief = is_chief(self.strategy)
-        self.multiworker = options.strategy == "multiworker"
-        if not Path(options.db).exists():
-            raise ChatbotError(f"{options.db}: no corpus database; run `chatbot ingest` first")
-        store = CorpusStore(options.db)  # for the checks and the tokenizer; closed below
-        if store.stats()["conversations"] == 0:
-            raise ChatbotError(f"{options.db}: the corpus has no conversation of two turns; "
-                               "ingest some first")
-        model_dir = Path(options.model_dir)
-        checkpoints = model_dir / CHECKPOINTS
-        if resume:
-            if not checkpoints.is_dir():
-                raise ChatbotError(f"{model_dir}: nothing to resume (no checkpoints there)")
-            saved = directory.read_config(model_dir)
-            if saved != config:
-                changed = sorted(k for k, v in config.to_dict().items()
-                                 if saved.to_dict().get(k) != v)
-                raise ChatbotError(f"{model_dir}: built with other options than given "
-                                   f"({', '.join(changed)}); drop them or use a new directory")
-            self.tokenizer = load_tokenizer(model_dir)
-        else:
-            # Other workers see the chief's files appear: only the chief checks and writes.
-            if self.chief and (model_dir / directory.CONFIG_FILE).exists():
-                raise ChatbotError(f"{model_dir}: a model is already there; pass --resume "
-                                   "to continue it, or choose another directory")
-            keras.utils.set_random_seed(options.seed)
-            # Deterministic: every worker fits the same tokenizer from the same corpus.
-            self.tokenizer = fit_tokenizer(options.tokenizer, store, options.vocab_size)
-            config = ModelConfig.from_dict({**config.to_dict(),
-                                            "vocab_size": self.tokenizer.vocab_size})
-            if self.chief:
-                # Self-describing from the first moment: --resume checks these.
-                with _writing(model_dir):
-                    model_dir.mkdir(parents=True, exist_ok=True)
-                    self.tokenizer.save(model_dir)
-                    write_atomic(model_dir / directory.CONFIG_FILE, config.to_json().encode())
-                    write_atomic(model_dir / STATE_FILE, json.dumps(
-                        {k: str(v) if isinstance(v, Path) else v
-                         for k, v in asdict(options).items()}, indent=2).encode())
-        store.close()  # training reads through its own connection (see _dataset)
-        self.config = config
+        o = self.options
         with self.strategy.scope():
-            self.model = ConversationModel(config)
+            self.model = ConversationModel(self.config)
             optimizer_class = {"adam": FusedAdam,
-                               "rmsprop": keras.optimizers.RMSprop}[options.optimizer]
-            self.optimizer = optimizer_class(options.learning_rate,
-                                             global_clipnorm=options.clipnorm)
+                               "rmsprop": keras.optimizers.RMSprop}[o.optimizer]
+            self.optimizer = optimizer_class(o.learning_rate, global_clipnorm=o.clipnorm)
             self.optimizer.build(self.model.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -214,25 +293,33 @@ class Trainer:
         self.usual_tokens = tf.Variable(0.0, dtype=tf.float32, trainable=False)
         # The lanes' state at the checkpoint, so a resume inside an epoch goes on exactly.
         self.carry = [tf.Variable(s, trainable=False)
-                      for s in self.model.zero_state(options.batch_size)]
+                      for s in self.model.zero_state(o.batch_size)]
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
             position=self.position, best=self.best, stale=self.stale, carry=self.carry,
             usual_tokens=self.usual_tokens)
-        # Workers other than the chief save to a scratch directory (TensorFlow's guide:
-        # every worker saves, only the chief's copy is kept).
-        self.work_dir = model_dir if self.chief else Path(tempfile.mkdtemp(prefix="chatbot-"))
+
+    def _restore(self, resume: bool) -> None:
+        """The checkpoint manager; for a resume, the last checkpoint loaded."""
+        import tensorflow as tf
+
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.work_dir / CHECKPOINTS,
                                                   max_to_keep=2)
         self.resumed_from = 0
+        checkpoints = Path(self.options.model_dir) / CHECKPOINTS
         latest = tf.train.latest_checkpoint(str(checkpoints)) if resume else None
         if latest:
             self.checkpoint.restore(latest).expect_partial()
             self.resumed_from = int(self.step.numpy())
-        self.log = TrainingLog(model_dir, enabled=self.chief)
-        self._validated: tuple[int, float | None] | None = None
-        self._train_step = self._compile(training=True)
-        self._eval_step = self._compile(training=False)
+
+    def close(self) -> None:
+        """Let go of what the trainer holds open: the log's writers, a worker's scratch
+        directory. `run()` calls it on the way out, however it ends."""
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
+        if not self.chief:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     # --- compiled steps ---------------------------------------------------------------------
 
@@ -323,13 +410,15 @@ class Trainer:
         o = self.options
 
         def batches():
-            store = CorpusStore(o.db)
-            items = conversations(store, self.tokenizer, split, o.valid_fraction, o.max_len,
-                                  o.split_by)
-            if split == "train":
-                items = shuffled(items, o.pool, o.seed * 100_003 + epoch)
-            # Resuming inside an epoch: the same seeded order, the done batches skipped.
-            return itertools.islice(lanes(items, o.batch_size), skip, None)
+            # Closed when the batches end or the pipeline lets go of them (a run that
+            # stops inside an epoch): an open connection would hold a read snapshot.
+            with CorpusStore(o.db) as store:
+                items = conversations(store, self.tokenizer, split, o.valid_fraction,
+                                      o.max_len, o.split_by)
+                if split == "train":
+                    items = shuffled(items, o.pool, o.seed * 100_003 + epoch)
+                # Resuming inside an epoch: the same seeded order, the done batches skipped.
+                yield from itertools.islice(lanes(items, o.batch_size), skip, None)
 
         return dataset(batches, o.batch_size)
 
@@ -339,10 +428,12 @@ class Trainer:
         """Perplexity per real target token over a split, the state carried as in training."""
         state = self._zero_state()
         loss_sum, tokens = 0.0, 0
+        # Each pass opens the store and closes it when the pipeline lets go of its batches.
         for source, target_in, target_out, reset in self._dataset(split, 0):
-            loss, count, state = self._eval_step(source, target_in, target_out, reset, state,
-                                                 self.usual_tokens)
+            loss, count, state = self._eval_step(source, target_in, target_out, reset,
+                                                 state, self.usual_tokens)
             loss_sum, tokens = loss_sum + float(loss), tokens + int(count)
+            self._stop_if_interrupted()  # the counters stand as the last step left them
         return perplexity(loss_sum, tokens)
 
     def _validate(self) -> float | None:
@@ -367,64 +458,79 @@ class Trainer:
             self._export(None)
 
     def run(self) -> TrainResult:
-        """Train until the epochs, --max-steps or early stopping say stop."""
+        """Train until the epochs, --max-steps or early stopping say stop.
+
+        Ctrl-C (SIGINT) is acted on between steps: the checkpoint then holds every step
+        before it, whole, and `Interrupted` (a KeyboardInterrupt) names the step. The
+        log's writers and a worker's scratch directory are closed however the run ends.
+        """
         result = TrainResult(resumed_from_step=self.resumed_from)
-        meter = _Meter()
+        meter = _Meter(self.options.log_every)
         try:
-            if self._finished():
-                result.messages.append(f"{self.options.model_dir}: training already finished "
-                                       f"at step {int(self.step.numpy())}; nothing to do")
-                return self._fill(result, None, meter)
-            while not self._finished():
-                if self._train_epoch(meter):
-                    self._end_epoch()
-            valid = self._validate()
-            if valid is None or not self._has_model() or valid < float(self.best.numpy()):
-                # Without a validation split the latest model is the one to keep.
-                if valid is not None:
-                    self.best.assign(min(valid, float(self.best.numpy())))
-                if self.chief:
-                    self._export(valid)
-            self.save_checkpoint()
-            with _writing(self.options.model_dir):
-                self.log.plot()
-            return self._fill(result, valid, meter)
+            with _DeferredInterrupts() as self._interrupts:
+                if self._finished():
+                    result.messages.append(f"{self.options.model_dir}: training already "
+                                           f"finished at step {int(self.step.numpy())}; "
+                                           "nothing to do")
+                    return self._fill(result, None, meter)
+                while not self._finished():
+                    if self._train_epoch(meter):
+                        self._end_epoch()
+                valid = self._validate()
+                if valid is None or not self._has_model() or valid < float(self.best.numpy()):
+                    # Without a validation split the latest model is the one to keep.
+                    if valid is not None:
+                        self.best.assign(min(valid, float(self.best.numpy())))
+                    if self.chief:
+                        self._export(valid)
+                self.save_checkpoint()
+                with _writing(self.options.model_dir):
+                    self.log.plot()
+                return self._fill(result, valid, meter)
         finally:
-            if not self.chief:
-                shutil.rmtree(self.work_dir, ignore_errors=True)
+            self._interrupts = None
+            self.close()
+
+    def _stop_if_interrupted(self, state: Any = None) -> None:
+        """After a Ctrl-C: a checkpoint of where the run stands (with the lanes' `state`
+        inside an epoch), then `Interrupted`. Called only where the counters and the
+        weights agree."""
+        if self._interrupts is not None and self._interrupts.pending:
+            self.save_checkpoint(state)
+            raise Interrupted(int(self.step.numpy()))
 
     def _train_epoch(self, meter: _Meter) -> bool:
         """Train from the saved position; True when the epoch ran to its end."""
         o = self.options
         skip = int(self.position.numpy())
         state = self._carried_state() if skip else self._zero_state()
+        meter.start_epoch()
         mark = time.perf_counter()
-        try:
-            for index, batch in enumerate(
-                    self._dataset("train", int(self.epoch.numpy()), skip), start=skip):
-                loss, count, state = self._train_step(*batch, state, self.usual_tokens)
-                meter.add(float(loss), int(count), time.perf_counter() - mark)
-                self._note_tokens(int(count))
-                self.step.assign_add(1)
-                self.position.assign(index + 1)
-                step = int(self.step.numpy())
-                if self.on_step:
-                    self.on_step(Progress(step, int(self.epoch.numpy()), o.max_steps,
-                                          meter.recent_loss, meter.rate))
-                if step % o.log_every == 0:
-                    loss_sum, tokens = meter.take_window()
-                    self.log.record("train", step, {"loss": loss_sum / max(tokens, 1),
-                                                    "perplexity": perplexity(loss_sum, tokens),
-                                                    "tokens_per_second": meter.rate})
-                if step % o.checkpoint_every == 0:
-                    self.save_checkpoint(state)
-                if o.max_steps is not None and step >= o.max_steps:
-                    self._keep_state(state)
-                    return False
-                mark = time.perf_counter()
-        except KeyboardInterrupt:
-            self.save_checkpoint(state)  # Ctrl-C: keep every finished step
-            raise
+        epoch = int(self.epoch.numpy())
+        for index, batch in enumerate(self._dataset("train", epoch, skip), start=skip):
+            # One unit: the update, then its bookkeeping; a Ctrl-C waits for both.
+            loss, count, state = self._train_step(*batch, state, self.usual_tokens)
+            meter.add(float(loss), int(count), time.perf_counter() - mark)
+            self._note_tokens(int(count))
+            self.step.assign_add(1)
+            self.position.assign(index + 1)
+            step = int(self.step.numpy())
+            if self.on_step:
+                self.on_step(Progress(step, int(self.epoch.numpy()), o.max_steps,
+                                      meter.recent_loss, meter.rate))
+            if step % o.log_every == 0:
+                loss_sum, tokens = meter.take_window()
+                self.log.record("train", step, {"loss": loss_sum / max(tokens, 1),
+                                                "perplexity": perplexity(loss_sum, tokens),
+                                                "tokens_per_second": meter.rate})
+            if step % o.checkpoint_every == 0:
+                self.save_checkpoint(state)
+            if o.max_steps is not None and step >= o.max_steps:
+                self._keep_state(state)
+                return False
+            self._stop_if_interrupted(state)
+            mark = time.perf_counter()
+        meter.end_epoch()
         return True
 
     def _note_tokens(self, count: int) -> None:
@@ -467,7 +573,7 @@ class Trainer:
                 "steps": int(self.step.numpy()),
                 "epochs": int(self.epoch.numpy()),
                 "valid_perplexity": valid,
-                "options": {k: str(v) for k, v in asdict(self.options).items()},
+                "options": self._saved_options(),  # training.json's, for copies of the model
             })
 
     def weights_digest(self) -> str:
@@ -480,7 +586,7 @@ class Trainer:
     def _fill(self, result: TrainResult, valid: float | None, meter: _Meter) -> TrainResult:
         result.steps = int(self.step.numpy())
         result.epochs = int(self.epoch.numpy())
-        result.train_perplexity = perplexity(meter.loss_sum, meter.tokens)
+        result.train_perplexity = meter.last_perplexity
         result.valid_perplexity = valid
         result.tokens_per_second = meter.rate
         if self.multiworker:
@@ -490,24 +596,48 @@ class Trainer:
         return result
 
 
+def _require_checkpoints(model_dir: Path) -> None:
+    if not (model_dir / CHECKPOINTS).is_dir():
+        raise ChatbotError(f"{model_dir}: nothing to resume (no checkpoints there)")
+
+
+def _require_same_config(model_dir: Path, saved: ModelConfig, given: dict[str, Any]) -> None:
+    """A ChatbotError naming the given model options that differ from the saved model's."""
+    wanted = ModelConfig.from_dict({**saved.to_dict(), **given}).to_dict()
+    changed = sorted(k for k in given if wanted[k] != saved.to_dict()[k])
+    if changed:
+        raise ChatbotError(f"{model_dir}: built with other options than given "
+                           f"({', '.join(changed)}); drop them or use a new directory")
+
+
 class _Meter:
     """Running loss and speed; the first step (the compile) is left out of the speed."""
 
-    def __init__(self) -> None:
-        self.loss_sum = 0.0
-        self.tokens = 0
+    def __init__(self, window: int) -> None:
+        self._epoch = [0.0, 0]  # loss sum and tokens of the epoch under way
+        self._ended: tuple[float, int] | None = None  # those of the last epoch that ended
+        self._in_epoch = False
+        self._last = deque(maxlen=window)  # (loss sum, tokens) of the last `window` steps
         self._window = [0.0, 0]  # loss sum and tokens since the last log record
-        self._recent: list[tuple[float, int]] = []
+        self._recent: deque[tuple[float, int]] = deque(maxlen=20)
         self._steps = 0
         self._timed_tokens = 0
         self._seconds = 0.0
 
+    def start_epoch(self) -> None:
+        self._epoch = [0.0, 0]
+        self._in_epoch = True
+
+    def end_epoch(self) -> None:
+        self._ended = (self._epoch[0], int(self._epoch[1]))
+        self._in_epoch = False
+
     def add(self, loss_sum: float, tokens: int, seconds: float) -> None:
-        self.loss_sum += loss_sum
-        self.tokens += tokens
-        self._window[0] += loss_sum
-        self._window[1] += tokens
-        self._recent = [*self._recent[-19:], (loss_sum, tokens)]
+        for total in (self._epoch, self._window):
+            total[0] += loss_sum
+            total[1] += tokens
+        self._last.append((loss_sum, tokens))
+        self._recent.append((loss_sum, tokens))
         self._steps += 1
         if self._steps > 1:
             self._timed_tokens += tokens
@@ -518,6 +648,14 @@ class _Meter:
         loss_sum, tokens = self._window
         self._window = [0.0, 0]
         return loss_sum, int(tokens)
+
+    @property
+    def last_perplexity(self) -> float | None:
+        """Over the last epoch that ended, or over the last `window` steps when the run
+        stopped inside an epoch; None before any step."""
+        if not self._in_epoch and self._ended is not None:
+            return perplexity(*self._ended)
+        return perplexity(sum(loss for loss, _ in self._last), sum(t for _, t in self._last))
 
     @property
     def recent_loss(self) -> float:

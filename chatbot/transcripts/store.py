@@ -239,15 +239,6 @@ class TranscriptStore:
             )
             return last[0]
 
-    def delete_last_turns(self, conversation_id: int, count: int = 1) -> int:
-        """Delete the last `count` turns of a conversation (/undo); how many went."""
-        with self._writing() as conn:
-            self._require_conversation(conn, conversation_id)
-            return conn.execute(
-                "DELETE FROM turns WHERE id IN (SELECT id FROM turns WHERE conversation_id = ? "
-                "ORDER BY position DESC LIMIT ?)", [conversation_id, max(count, 0)],
-            ).rowcount
-
     def rate(
         self,
         rating: Rating | None,
