@@ -21,7 +21,7 @@ chat: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check chatbot tests scripts
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check chatbot tests scripts

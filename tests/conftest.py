@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,13 @@ def warnings_list() -> list[str]:
 def options(warnings_list) -> ReadOptions:
     """Default read options that collect warnings into `warnings_list`."""
     return ReadOptions(warn=warnings_list.append)
+
+
+@pytest.fixture(autouse=True)
+def sigint_as_at_a_terminal():
+    """Ctrl-C as a terminal delivers it: a shell that runs the tests in the background
+    has them ignore SIGINT (Python then installs no handler of its own, and children
+    inherit the ignoring), which the Ctrl-C tests of ingest, training and chat need."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -209,6 +209,9 @@ def test_every_command_has_help_with_an_example():
         assert command.help, words
         if not isinstance(command, click.Group):
             assert "Example:" in command.help, words
+            for option in command.params:
+                if isinstance(option, click.Option):
+                    assert option.help, (words, option.opts)  # every option says what it does
 
 
 def _env(home: Path) -> dict:
@@ -232,26 +235,27 @@ def test_kill_9_mid_ingest_leaves_a_usable_store(tmp_path):
         [sys.executable, "-m", "chatbot", "ingest", str(tmp_path / "in"), "--db", str(db)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    # Wait until the small file is committed, then kill during the big one.
-    deadline = time.time() + 60
+    # Wait until the small file is committed, then kill, most likely during the big one
+    # (if it has finished already, it must be there whole: no timing is assumed).
     line = proc.stdout.readline()
     assert "a.srt" in line
-    time.sleep(0.5)
-    assert proc.poll() is None and time.time() < deadline
+    time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    paths = [row[0] for row in conn.execute("SELECT path FROM sources")]
-    assert paths == [str(small.resolve())]
-    assert conn.execute("SELECT COUNT(*) FROM turns").fetchone() == (2,)
+    stored = dict(conn.execute(
+        "SELECT s.path, (SELECT COUNT(*) FROM turns t JOIN conversations c ON "
+        "c.id = t.conversation_id WHERE c.source_id = s.id) FROM sources s").fetchall())
+    assert stored in ({str(small.resolve()): 2},
+                      {str(small.resolve()): 2, str(big.resolve()): 150_000})
     conn.close()
     finished = subprocess.run(
         [sys.executable, "-m", "chatbot", "ingest", str(tmp_path / "in"), "--db", str(db),
          "--json"], env=env, capture_output=True, text=True, timeout=300,
     )
     assert finished.returncode == 0, finished.stderr
-    assert json.loads(finished.stdout.splitlines()[-1])["unchanged"] == 1
+    assert json.loads(finished.stdout.splitlines()[-1])["unchanged"] == len(stored)
 
 
 @pytest.mark.parametrize("args", [["corpus", "stats", "--help"], ["ingest", "--help"]])

@@ -447,18 +447,10 @@ def test_transcripts_paths_do_not_import_tensorflow(args, db, tmp_path):
     code = (
         f"import sys; from chatbot.cli import main; sys.argv = ['chatbot'] + {args!r}\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+        "heavy = {'tensorflow', 'keras', 'matplotlib', 'sentencepiece', 'sacrebleu'}\n"
+        "assert not heavy & {m.split('.')[0] for m in sys.modules}, heavy & set(sys.modules)"
     )
+    # What makes these commands start fast, checked without timing them (a timing depends
+    # on the machine's load): none of the libraries that take seconds to import.
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60,
                    cwd=ROOT)
-
-
-def test_transcripts_list_starts_fast(db):
-    def once() -> float:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "chatbot", "transcripts", "list", "--transcripts",
-                        str(db)], check=True, capture_output=True, timeout=60, cwd=ROOT)
-        return time.perf_counter() - start
-
-    # About 0.3 s on a laptop; TensorFlow alone takes several seconds to import.
-    assert min(once(), once()) < 2.5
