@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import sqlite3
 import tarfile
 import zipfile
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import cli
 from chatbot.corpus.inputs import layout_of
+from tests.cli_util import last_json, run
 
 SRT_A = (
     "1\n00:00:01,000 --> 00:00:02,000\nWhere were you last night?\n\n"
@@ -43,12 +42,6 @@ OPUS = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
-def run(*args: str) -> click.testing.Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def last_json(output: str) -> dict:
-    return json.loads(output.strip().splitlines()[-1])
 
 
 def sources(db: Path) -> list[tuple]:

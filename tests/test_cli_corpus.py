@@ -13,22 +13,9 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from chatbot.cli import cli
-
-SRT = (
-    "1\n00:00:01,000 --> 00:00:02,000\nHow are you?\n\n"
-    "2\n00:00:02,500 --> 00:00:03,000\nFine, thanks.\n"
-)
-
-
-def run(*args: str) -> click.testing.Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def last_json(output: str) -> dict:
-    return json.loads(output.strip().splitlines()[-1])
+from tests.cli_util import SRT, last_json, run
 
 
 def test_ingest_json_and_failures(tmp_path):

@@ -12,28 +12,20 @@ import sys
 import time
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner
 
-from chatbot.cli import cli
 from chatbot.corpus.dedup import NEAR_DUPLICATE_JACCARD, Sketcher, jaccard
 from chatbot.corpus.readers import srt
 from chatbot.corpus.source import Source
 from chatbot.corpus.store import CorpusStore
 from chatbot.corpus.types import ReadOptions
+from tests.cli_util import last_json, run
 
 RELEASES = Path(__file__).parent / "data" / "releases"
 FTWD = RELEASES / "ftwd-s03e06-two-releases"
 ARROW = RELEASES / "arrow-s01-episodes"
 
 
-def run(*args: str) -> click.testing.Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def last_json(output: str) -> dict:
-    return json.loads(output.strip().splitlines()[-1])
 
 
 def sketch(path: Path) -> list[int]:

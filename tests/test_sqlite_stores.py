@@ -11,26 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner
 from sqlite_utils import Database, Migrations
 
-from chatbot.cli import cli
 from chatbot.corpus.store import CorpusStore
 from chatbot.errors import ChatbotError
 from chatbot.sqlite import make_private
 from chatbot.transcripts.store import TranscriptStore
+from tests.cli_util import SRT, open_paths, run
 
 ROOT = Path(__file__).resolve().parent.parent
-SRT = (
-    "1\n00:00:01,000 --> 00:00:02,000\nHow are you?\n\n"
-    "2\n00:00:02,500 --> 00:00:03,000\nFine, thanks.\n"
-)
 
-
-def run(*args: str) -> click.testing.Result:
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def mode(path: Path) -> int:
@@ -113,15 +104,7 @@ def test_a_store_whose_first_migration_never_committed_is_new(tmp_path):
 def _open_fds(path: Path) -> list[str]:
     """This process's file descriptors open on `path` (or its -wal, -shm)."""
     names = {str(path), str(side(path, "-wal")), str(side(path, "-shm"))}
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target in names:
-            found.append(target)
-    return found
+    return [target for target in open_paths() if target in names]
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc (Linux)")

@@ -175,18 +175,10 @@ def _interrupt_after_update(trainer, step):
 
 def _open_files(under):
     """The files under `under` this process holds open."""
-    import os
+    from tests.cli_util import open_paths
 
     under = str(under.resolve())
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(under):
-            found.append(target)
-    return found
+    return [target for target in open_paths() if target.startswith(under)]
 
 
 def test_ctrl_c_right_after_an_update_resumes_exactly(corpus_db, tmp_path, straight_digest):
