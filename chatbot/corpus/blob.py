@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import lzma
 import tarfile
 import zipfile
 import zlib
@@ -23,7 +24,8 @@ from chatbot.errors import ReaderError
 MEMBER_SEPARATOR = "!"
 
 # Errors a damaged compressed stream raises part way through reading it.
-CORRUPT = (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile, tarfile.TarError)
+CORRUPT = (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile, tarfile.TarError,
+           lzma.LZMAError)
 
 
 def is_gzip_name(name: str) -> bool:
@@ -181,3 +183,30 @@ def opening(name: str) -> Iterator[None]:
                           ) from None
     except OSError as e:
         raise ReaderError(name, f"cannot read: {e.strerror or e}") from None
+
+
+class Guarded:
+    """A binary stream whose reads fail as one-line ReaderErrors naming `name`: for
+    parsers that pull the bytes themselves (XML, JSON, zip), which would pass a cut
+    .gz's EOFError on as it is. Everything else is the wrapped stream's."""
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self._stream = stream
+        self._name = name
+
+    def read(self, size: int = -1) -> bytes:
+        with opening(self._name):
+            return self._stream.read(size)
+
+    def readinto(self, buffer: bytearray) -> int:
+        with opening(self._name):
+            return self._stream.readinto(buffer)
+
+    def __getattr__(self, attribute: str):
+        return getattr(self._stream, attribute)
+
+    def __enter__(self) -> Guarded:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()

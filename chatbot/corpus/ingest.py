@@ -18,22 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatbot.corpus.blob import Blob, FileBlob, TarMemberBlob, inner_name
+from chatbot.corpus.blob import Blob, FileBlob, TarMemberBlob
 from chatbot.corpus.dedup import Sketcher
-from chatbot.corpus.formats import Format, detect, format_named
+from chatbot.corpus.formats import Format, format_named
 from chatbot.corpus.inputs import Input, Walk, input_files, layout_of
 from chatbot.corpus.parallel import (
     Pool,
     ReadJob,
-    content_digest,
     encoding_of,
     fits_worker,
+    open_source,
     read_conversations,
     worker_outcome,
 )
-from chatbot.corpus.source import Source
 from chatbot.corpus.store import CorpusStore, SourceCounts, SourceMeta
-from chatbot.corpus.textfile import scan
 from chatbot.corpus.types import WORK_FORMATS, ReadOptions
 from chatbot.errors import ChatbotError, ReaderError
 
@@ -166,15 +164,12 @@ def _read_here(store: CorpusStore, blob: Blob, options: ReadOptions, fmt: Format
     """Read one input in this process, streaming it into the store as one transaction."""
     result = FileResult(Path(blob.name))
     try:
-        info = scan(blob)
-        fmt = fmt or detect(Path(inner_name(blob.name)), info.head)
+        source, fmt, digest = open_source(blob, options, fmt)
         result.format = fmt.name
-        digest = content_digest(blob, info.sha256, fmt)
         known = store.source_with_digest(digest)
         if known is not None:
             result.unchanged_as = known["path"]
             return result
-        source = Source(blob, options, info)
         with _rare_collections():
             counts = store.add_source(
                 blob.stored_name, digest, fmt.name, encoding_of(source, fmt),

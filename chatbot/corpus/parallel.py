@@ -66,12 +66,9 @@ def read_blob(blob: Blob, job: ReadJob) -> bytes:
     options = ReadOptions(encoding=job.encoding, gap_seconds=job.gap_seconds,
                           warn=warnings.append)
     try:
-        info = scan(blob)
-        fmt = format_named(job.format_name) if job.format_name else detect(
-            Path(inner_name(blob.name)), info.head)
-        source = Source(blob, options, info)
+        fmt = format_named(job.format_name) if job.format_name else None
+        source, fmt, digest = open_source(blob, options, fmt)
         encoding = encoding_of(source, fmt)
-        digest = content_digest(blob, info.sha256, fmt)
         if _stored_already(job, digest, layout_of(blob.name).imdb_id):
             return marshal.dumps(("known", fmt.name, encoding, digest, warnings))
         sketcher = Sketcher() if fmt.name in WORK_FORMATS else None
@@ -88,6 +85,15 @@ def read_blob(blob: Blob, job: ReadJob) -> bytes:
         return marshal.dumps(("error", str(e), warnings))
     except ChatbotError as e:
         return marshal.dumps(("error", f"{blob.name}: {e}", warnings))
+
+
+def open_source(blob: Blob, options: ReadOptions, fmt: Format | None = None
+                ) -> tuple[Source, Format, str]:
+    """One pass over the bytes: the blob as a source, its format (given, or detected from
+    its name, decompressed, and content) and its content digest."""
+    info = scan(blob)
+    fmt = fmt or detect(Path(inner_name(blob.name)), info.head)
+    return Source(blob, options, info), fmt, content_digest(blob, info.sha256, fmt)
 
 
 def read_conversations(source: Source, fmt: Format, options: ReadOptions

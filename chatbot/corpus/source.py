@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-from chatbot.corpus.blob import Blob, opening
+from chatbot.corpus.blob import Blob, Guarded, opening
 from chatbot.corpus.textfile import FileScan, TextFile, as_blob, resolve_encoding, scan
 from chatbot.corpus.types import ReadOptions
 from chatbot.errors import ReaderError
@@ -36,15 +36,15 @@ class Source:
         return TextFile(self.blob, self.encoding, self.options.progress)
 
     def binary(self) -> BinaryIO:
-        """The raw bytes, for readers whose parser decodes itself (JSON, XML). Reading a
-        damaged compressed stream raises ReaderError (see `reading`)."""
+        """The raw bytes, for readers whose parser decodes itself (JSON, XML, zip); a
+        damaged compressed stream fails as this source's one-line ReaderError."""
         if self.info.size == 0:
             raise ReaderError(self.path, "empty file")
-        return self.blob.open()
+        return Guarded(self.blob.open(), str(self.path))
 
     def reading(self):
-        """A context in which errors of a damaged stream become this source's ReaderError:
-        for readers whose parser reads `binary()` itself."""
+        """A context in which errors of a damaged stream become this source's ReaderError
+        (for a reader whose library raises them outside `binary()`'s reads: zipfile)."""
         return opening(str(self.path))
 
     def warn(self, message: str, line: int | None = None) -> None:

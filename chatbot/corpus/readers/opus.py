@@ -11,19 +11,16 @@ line continues the last one.
 
 from __future__ import annotations
 
-import gzip
 import re
 import xml.etree.ElementTree as ET
-import zlib
 from collections.abc import Iterable, Iterator
 from operator import attrgetter
-from typing import BinaryIO
 
 from chatbot.corpus.source import Source
 from chatbot.corpus.subtitles.cue import Cue
 from chatbot.corpus.subtitles.read import conversations
 from chatbot.corpus.types import Conversation, ReadOptions
-from chatbot.errors import ChatbotError, ReaderError
+from chatbot.errors import ReaderError
 
 # "00:01:02,500", "00:01:02.500", "00:01:02,5" (half a second), "00:01:02".
 _CLOCK = re.compile(r"\s*(\d+):(\d{1,2}):(\d{1,2})(?:[,.:](\d+))?\s*")
@@ -130,35 +127,11 @@ def _text(tokens: list[str], text: list[str]) -> str:
     return _raw_text("".join(text))
 
 
-class _Stream:
-    """The input's read(), with a failure of the stream (a cut .gz: EOFError, zlib.error;
-    a damaged archive member) turned into a ReaderError; iterparse would pass it on as
-    it is, and the user would get a traceback."""
-
-    def __init__(self, f: BinaryIO, source: Source) -> None:
-        self._f = f
-        self._source = source
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._f.read(size)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-            raise ReaderError(self._source.path,
-                              f"truncated or corrupt compressed data ({e})") from None
-        except OSError as e:
-            raise ReaderError(self._source.path, f"cannot read: {e}") from None
-        except ChatbotError:
-            raise
-        except Exception as e:  # other decompressors' errors (lzma, zipfile's bad CRC)
-            raise ReaderError(self._source.path,
-                              f"truncated or corrupt compressed data ({e})") from None
-
-
 def parse(source: Source) -> Iterator[Cue]:
     """Yield the cues in file order; memory stays flat (elements are freed as read)."""
     try:
         with source.binary() as f:
-            yield from _cues(source, ET.iterparse(_Stream(f, source), ("start", "end")))
+            yield from _cues(source, ET.iterparse(f, ("start", "end")))
     except ET.ParseError as e:
         reason = str(e).split(": line ")[0]  # the line is reported on its own
         raise ReaderError(source.path, f"invalid XML: {reason}", e.position[0]) from None
