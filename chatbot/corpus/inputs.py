@@ -71,10 +71,6 @@ class Input:
     done_bytes: int
     error: ReaderError | None = None
 
-    @property
-    def name(self) -> str:
-        return self.blob.name if self.blob is not None else self.error.path
-
 
 def is_archive(path: Path) -> bool:
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)

@@ -442,20 +442,14 @@ class CorpusStore:
         dialogue sets; with "conversation" (how models trained before works existed
         were split), always the conversation.
         """
-        return ((key, texts) for key, _, texts in self.iter_split_conversations(split_by))
-
-    def iter_split_conversations(
-        self, split_by: str = "work"
-    ) -> Iterator[tuple[str, int, list[str]]]:
-        """(split key, conversation id, turn texts) per conversation, in id order."""
         key = _split_key(split_by)
         rows = self.db.conn.execute(
             f"SELECT {key}, c.id, t.text FROM conversations c "
             "JOIN sources s ON s.id = c.source_id JOIN turns t ON t.conversation_id = c.id "
             "ORDER BY c.id, t.position"
         )
-        for (split_key, conversation_id), group in itertools.groupby(rows, key=lambda r: r[:2]):
-            yield split_key, conversation_id, [text for _, _, text in group]
+        for (split_key, _), group in itertools.groupby(rows, key=lambda r: r[:2]):
+            yield split_key, [text for _, _, text in group]
 
 
 _CONVERSATION_KEY = "s.sha256 || ':' || c.position"
