@@ -108,10 +108,12 @@ def _require_exchanges(items: Generator[list[Exchange], None, None], db: Path | 
             return
     finally:
         items.close()
-    where = (f"{total:,} conversations, {valid_fraction:g} of them for valid"
-             if split != "all" else f"{total:,} conversations")
+    # The split keeps each film or book whole: a corpus of a few works may give all of
+    # them to one side.
+    where = (f"{total:,} conversations; a share of {valid_fraction:g} of the works (films, "
+             "books, dialogues) goes to valid" if split != "all" else f"{total:,} conversations")
     raise ChatbotError(f"{db}: the {split} split has no exchanges to measure ({where}); "
-                       "ingest more conversations or choose another --split")
+                       "ingest more works or choose another --split")
 
 
 class _Counted:
