@@ -195,13 +195,13 @@ def test_eval_shows_progress_from_the_start(trained, monkeypatch):
 
     db, loaded = trained
     events: list[tuple] = []
-    reads = CorpusStore.iter_split_conversations
+    reads = CorpusStore.iter_turn_texts
 
     def read(self, *args, **kwargs):
         events.append(("read",))
         return reads(self, *args, **kwargs)
 
-    monkeypatch.setattr(CorpusStore, "iter_split_conversations", read)
+    monkeypatch.setattr(CorpusStore, "iter_turn_texts", read)
     with CorpusStore(db) as store:
         total = store.stats()["conversations"]
     evaluate(loaded, db, "valid", max_exchanges=2, progress=lambda *p: events.append(p))
