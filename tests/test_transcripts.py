@@ -83,7 +83,8 @@ def test_schema_wal_and_private_files(tmp_path):
     assert store.db.journal_mode == "wal"
     assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     assert set(store.db["conversations"].columns_dict) == {
-        "id", "started_at", "model_path", "model_digest", "settings", "name"}
+        "id", "started_at", "model_path", "model_digest", "settings", "name", "origin",
+        "digest"}
     assert set(store.db["turns"].columns_dict) == {
         "id", "conversation_id", "position", "role", "text", "created_at", "latency_ms",
         "tokens", "settings", "rating"}
@@ -92,7 +93,10 @@ def test_schema_wal_and_private_files(tmp_path):
                          " VALUES (1, 99, 'narrator', 'x', 'now')")
     store.close()
     again = TranscriptStore(path)  # reopening applies nothing twice
-    assert [m["name"] for m in again.db["_sqlite_migrations"].rows] == ["m001_create_tables"]
+    assert [m["name"] for m in again.db["_sqlite_migrations"].rows] == [
+        "m001_create_tables", "m002_origin_and_digest"]
+    with pytest.raises(sqlite3.IntegrityError):  # and where a conversation was held
+        again.db.execute("INSERT INTO conversations (started_at, origin) VALUES ('now', 'fax')")
     assert again.integrity_check() == "ok"
 
 
@@ -223,8 +227,8 @@ def test_cli_list_show_search(db):
     assert rows[0]["started_at"].endswith("+00:00")
     assert len(json.loads(run("transcripts", "list", *t, "-n", "1", "--json").stdout)) == 1
     lines = run("transcripts", "list", *t).stdout.splitlines()
-    assert lines[0].split()[0] == "2" and lines[0].endswith("2 turns  short one")
-    assert lines[1].endswith("6 turns  Hello there!")
+    assert lines[0].split()[0] == "2" and lines[0].endswith("2 turns  terminal  short one")
+    assert lines[1].endswith("6 turns  terminal  Hello there!")
 
     text = run("transcripts", "show", "1", *t).stdout.splitlines()
     assert text[0].startswith("conversation 1, started ")
@@ -454,3 +458,26 @@ def test_transcripts_paths_do_not_import_tensorflow(args, db, tmp_path):
     # on the machine's load): none of the libraries that take seconds to import.
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60,
                    cwd=ROOT)
+
+
+def test_a_store_from_before_origins_upgrades_in_place(tmp_path):
+    """A transcripts file written before the service existed keeps its conversations,
+    now marked as held in the terminal."""
+    from sqlite_utils import Database
+
+    from chatbot.transcripts import store as module
+
+    path = tmp_path / "old.db"
+    db = Database(path)
+    module.migrations.apply(db, stop_before="m002_origin_and_digest")
+    db.execute("INSERT INTO conversations (started_at) VALUES ('2026-01-01T00:00:00')")
+    db.conn.commit()
+    db.close()
+    with TranscriptStore(path) as store:
+        assert store.conversation(1)["origin"] == "terminal"
+        api = store.start_conversation("m", None, {}, origin="api")
+        store.add_turn(api, "user", "hi", digest="abc")
+        assert store.find_by_digest("abc", "api") == api
+        assert store.find_by_digest("abc", "web") is None
+        with pytest.raises(ChatbotError, match="origin"):
+            store.start_conversation("m", None, {}, origin="fax")

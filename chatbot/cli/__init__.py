@@ -37,6 +37,7 @@ def _register() -> None:
     from chatbot.cli.chat import chat
     from chatbot.cli.corpus import corpus, ingest
     from chatbot.cli.evaluate import eval_command, explain
+    from chatbot.cli.serve import serve
     from chatbot.cli.train import train
     from chatbot.cli.transcripts import transcripts
 
@@ -47,6 +48,7 @@ def _register() -> None:
     cli.add_command(chat)
     cli.add_command(eval_command)
     cli.add_command(explain)
+    cli.add_command(serve)
 
 
 _register()

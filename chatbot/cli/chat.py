@@ -6,26 +6,15 @@ from pathlib import Path
 
 import click
 
+from chatbot.cli.options import decode_options
 from chatbot.cli.transcripts import transcripts_option
-from chatbot.decode.settings import METHODS
 
 
 @click.command()
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Model directory (default: the built-in model).")
 @transcripts_option
-@click.option("--decode", "method", type=click.Choice(METHODS), default=None,
-              help="How a reply is chosen (default: what the model recommends, else beam; "
-              "the built-in model's choice is measured in docs/results.md); sample with "
-              "--top-p 0.9 varies most.")
-@click.option("--beam-size", type=click.IntRange(min=1), default=None,
-              help="beam: hypotheses kept (default 5).")
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
-              help="sample: below 1 safer, above 1 wilder (default 1).")
-@click.option("--top-k", type=click.IntRange(min=0), default=None,
-              help="sample: only the k likeliest tokens (default 0: all).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="sample: only the likeliest tokens holding this mass (default 1).")
+@decode_options
 @click.option("--continue", "continue_latest", is_flag=True,
               help="Resume the latest conversation (its context is rebuilt from the "
               "transcript).")

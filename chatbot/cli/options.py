@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from chatbot.decode.settings import METHODS
 from chatbot.paths import default_corpus_db
 
 db_option = click.option(
@@ -24,3 +27,27 @@ json_option = click.option(
 def corpus_db(db_path: Path | None) -> Path:
     """The database file a command works on."""
     return db_path if db_path is not None else default_corpus_db()
+
+
+# How replies are chosen: `chatbot chat` and `chatbot serve`.
+_DECODE_OPTIONS = (
+    click.option("--decode", "method", type=click.Choice(METHODS), default=None,
+                 help="How a reply is chosen (default: what the model recommends, else beam; "
+                 "the built-in model's choice is measured in docs/results.md); sample with "
+                 "--top-p 0.9 varies most."),
+    click.option("--beam-size", type=click.IntRange(min=1), default=None,
+                 help="beam: hypotheses kept (default 5)."),
+    click.option("--temperature", type=click.FloatRange(0, min_open=True), default=None,
+                 help="sample: below 1 safer, above 1 wilder (default 1)."),
+    click.option("--top-k", type=click.IntRange(min=0), default=None,
+                 help="sample: only the k likeliest tokens (default 0: all)."),
+    click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+                 help="sample: only the likeliest tokens holding this mass (default 1)."),
+)
+
+
+def decode_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--decode, --beam-size, --temperature, --top-k, --top-p (None when not given)."""
+    for option in reversed(_DECODE_OPTIONS):
+        command = option(command)
+    return command

@@ -61,7 +61,8 @@ def transcripts() -> None:
 @transcripts_option
 @json_option
 def list_(limit, transcripts_path, as_json):
-    """List conversations, newest first: id, start time, turns, name.
+    """List conversations, newest first: id, start time, turns, where (terminal, api or
+    web), name.
 
     \b
     Example:
@@ -71,7 +72,7 @@ def list_(limit, transcripts_path, as_json):
     with _open(transcripts_path) as store:
         conversations = store.list_conversations(limit)
     if as_json:
-        keys = ("id", "started_at", "last_at", "turns", "name", "model_path")
+        keys = ("id", "started_at", "last_at", "turns", "origin", "name", "model_path")
         click.echo(json.dumps([{k: c[k] for k in keys} for c in conversations],
                               ensure_ascii=False))
         return
@@ -82,7 +83,7 @@ def list_(limit, transcripts_path, as_json):
         if len(label) > 60:
             label = label[:59] + "…"
         click.echo(f"{c['id']:>5}  {local_time(c['started_at'])}  {c['turns']:>4} turns  "
-                   f"{label}")
+                   f"{c['origin']:<8}  {label}")
     if not conversations:
         click.echo("no conversations yet", err=True)
 

@@ -61,8 +61,10 @@ def _heading(conversation: dict[str, Any]) -> str:
     model = conversation["model_path"] or "unknown model"
     if conversation["model_digest"]:
         model += f" ({conversation['model_digest'][:12]})"
+    origin = conversation.get("origin") or "terminal"
+    where = "" if origin == "terminal" else f" over the {'web page' if origin == 'web' else 'API'}"
     return (f"conversation {conversation['id']}{name}, started "
-            f"{local_time(conversation['started_at'])}, {model}")
+            f"{local_time(conversation['started_at'])}{where}, {model}")
 
 
 def render_text(conversation: dict[str, Any], turns: list[dict[str, Any]]) -> str:

@@ -31,8 +31,10 @@ from chatbot.sqlite import open_database
 
 Role = Literal["user", "bot"]
 Rating = Literal["good", "bad"]
+Origin = Literal["terminal", "api", "web"]
 ROLES: tuple[str, ...] = get_args(Role)
 RATINGS: tuple[str, ...] = get_args(Rating)
+ORIGINS: tuple[str, ...] = get_args(Origin)
 
 MIGRATION_SET = "chatbot.transcripts"
 migrations = Migrations(MIGRATION_SET)
@@ -72,6 +74,19 @@ def m001_create_tables(db: Database) -> None:
     db["turns"].enable_fts(["text"], create_triggers=True, tokenize="unicode61")
 
 
+@migrations()
+def m002_origin_and_digest(db: Database) -> None:
+    # Where a conversation was held (the terminal, the HTTP API, the web page), and for the
+    # stateless OpenAI-style API a digest of its turns so far: the next request whose
+    # history is exactly these turns continues this conversation, even after a restart.
+    db.execute(
+        "ALTER TABLE conversations ADD COLUMN origin TEXT NOT NULL DEFAULT 'terminal' "
+        "CHECK (origin IN ('terminal', 'api', 'web'))"
+    )
+    db.execute("ALTER TABLE conversations ADD COLUMN digest TEXT")
+    db.execute("CREATE INDEX conversations_digest ON conversations (digest)")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -88,7 +103,7 @@ def _loads(text: str | None) -> dict[str, Any] | None:
 
 
 _CONVERSATION_COLUMNS = (
-    "c.id, c.started_at, c.name, c.model_path, c.model_digest, c.settings, "
+    "c.id, c.started_at, c.name, c.origin, c.model_path, c.model_digest, c.settings, "
     "COUNT(t.id) AS turns, MAX(t.created_at) AS last_at, "
     "(SELECT f.text FROM turns f WHERE f.conversation_id = c.id ORDER BY f.position LIMIT 1)"
     " AS preview "
@@ -178,14 +193,17 @@ class TranscriptStore:
         model_digest: str | None,
         settings: Mapping[str, Any] | None = None,
         name: str | None = None,
+        origin: Origin = "terminal",
     ) -> int:
         """Record a new conversation and return its id."""
+        if origin not in ORIGINS:
+            raise ChatbotError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
         with self._writing() as conn:
             return conn.execute(
-                "INSERT INTO conversations (started_at, model_path, model_digest, settings, name)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO conversations (started_at, model_path, model_digest, settings, "
+                "name, origin) VALUES (?, ?, ?, ?, ?, ?)",
                 [_now(), None if model_path is None else str(model_path), model_digest,
-                 _dumps(settings or {}), name or None],
+                 _dumps(settings or {}), name or None, origin],
             ).lastrowid
 
     def add_turn(
@@ -197,14 +215,18 @@ class TranscriptStore:
         latency_ms: int | None = None,
         tokens: int | None = None,
         settings: Mapping[str, Any] | None = None,
+        digest: str | None = None,
     ) -> int:
-        """Append a turn to a conversation, committed before this returns; its id."""
+        """Append a turn to a conversation, committed before this returns; its id.
+
+        `digest`, when given, becomes the conversation's digest in the same transaction
+        (see `find_by_digest`)."""
         if role not in ROLES:
             raise ChatbotError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         with self._writing() as conn:
             self._require_conversation(conn, conversation_id)
             # One statement under the write lock: no other chat can take this position.
-            return conn.execute(
+            turn_id = conn.execute(
                 "INSERT INTO turns (conversation_id, position, role, text, created_at, "
                 "latency_ms, tokens, settings) "
                 "SELECT ?, COALESCE(MAX(position) + 1, 0), ?, ?, ?, ?, ?, ? "
@@ -212,6 +234,36 @@ class TranscriptStore:
                 [conversation_id, role, text, _now(), latency_ms, tokens, _dumps(settings),
                  conversation_id],
             ).lastrowid
+            if digest is not None:
+                conn.execute("UPDATE conversations SET digest = ? WHERE id = ?",
+                             [digest, conversation_id])
+            return turn_id
+
+    def add_turns(
+        self, conversation_id: int, turns: list[tuple[Role, str]], digest: str | None = None
+    ) -> list[int]:
+        """Append several turns in one transaction (a history a client brought); their ids."""
+        with self._writing() as conn:
+            self._require_conversation(conn, conversation_id)
+            ids = []
+            for role, text in turns:
+                if role not in ROLES:
+                    raise ChatbotError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+                ids.append(conn.execute(
+                    "INSERT INTO turns (conversation_id, position, role, text, created_at) "
+                    "SELECT ?, COALESCE(MAX(position) + 1, 0), ?, ?, ? "
+                    "FROM turns WHERE conversation_id = ?",
+                    [conversation_id, role, text, _now(), conversation_id]).lastrowid)
+            if digest is not None:
+                conn.execute("UPDATE conversations SET digest = ? WHERE id = ?",
+                             [digest, conversation_id])
+            return ids
+
+    def find_by_digest(self, digest: str, origin: Origin) -> int | None:
+        """The newest conversation from `origin` whose turns so far have `digest`, or None."""
+        rows = self._query("SELECT id FROM conversations WHERE digest = ? AND origin = ? "
+                           "ORDER BY id DESC LIMIT 1", [digest, origin])
+        return rows[0]["id"] if rows else None
 
     def replace_last_bot_turn(
         self,
@@ -324,8 +376,9 @@ class TranscriptStore:
     def conversation(self, conversation_id: int) -> dict[str, Any]:
         """One conversation's record with its turn count; ChatbotError if there is none.
 
-        Keys: id, started_at, name, model_path, model_digest, settings (a dict), turns
-        (the count), last_at (the last turn's time, or None), preview (its first text).
+        Keys: id, started_at, name, origin (terminal, api or web), model_path,
+        model_digest, settings (a dict), turns (the count), last_at (the last turn's
+        time, or None), preview (its first text).
         """
         rows = self._query(f"SELECT {_CONVERSATION_COLUMNS} WHERE c.id = ? GROUP BY c.id",
                            [conversation_id])
