@@ -226,6 +226,13 @@ def test_native_conversation_keeps_state_rates_resets_and_deletes(served, respon
     assert api.get("conversations/abc").status_code == 404
 
 
+def test_no_cors_unless_asked(served):
+    answer = httpx.get(served.url + "v1/models", timeout=30,
+                       headers={"Origin": "https://app.example"})
+    assert answer.status_code == 200
+    assert "access-control-allow-origin" not in answer.headers
+
+
 def test_terminal_conversations_are_not_served(served):
     with TranscriptStore(served.transcripts) as store:
         own = store.start_conversation("m", None, {})

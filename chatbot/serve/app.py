@@ -168,11 +168,10 @@ def create_app(loading: Loading, options: ServeOptions,
         return JSONResponse(await native_reply(exchange))
 
     async def native_reply(exchange: Exchange) -> dict[str, Any]:
-        record = await loading.get().get(exchange.conversation_id)
-        by_id = {turn["id"]: turn for turn in record["turns"]}
+        service = loading.get()
         return {"conversation_id": exchange.conversation_id,
-                "user_turn": by_id.get(exchange.user_turn_id),
-                "reply": by_id.get(exchange.reply_turn_ids[0])}
+                "user_turn": await service.turn(exchange.user_turn_id),
+                "reply": await service.turn(exchange.reply_turn_ids[0])}
 
     async def reset_conversation(request: Request) -> Response:
         return JSONResponse(await loading.get().reset(conversation_id(request)))

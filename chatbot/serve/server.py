@@ -144,7 +144,7 @@ def _make_service(config: ServeConfig) -> Any:
     from chatbot.serve.states import StateCache
     from chatbot.transcripts.store import TranscriptStore
 
-    store = TranscriptStore(config.transcripts)
+    store = TranscriptStore(config.transcripts, power_safe=False)
     responder = load_responder(config.model_dir, config.settings)
     batcher = Batcher(responder, config.max_batch, config.batch_wait_ms / 1000)
     engine = Engine(batcher, StateCache(config.cache_size))

@@ -38,6 +38,7 @@ from chatbot.transcripts.store import RATINGS, Origin, TranscriptStore
 
 T = TypeVar("T")
 SERVED_ORIGINS = ("api", "web")
+TURN_KEYS = ("id", "position", "role", "text", "created_at", "latency_ms", "tokens", "rating")
 
 
 @dataclass
@@ -162,10 +163,14 @@ class Service:
         """The conversation's record and its turns as stored."""
         record = await self._record(conversation_id)
         rows = await self.db(self.store.turns, conversation_id)
-        keys = ("id", "position", "role", "text", "created_at", "latency_ms", "tokens", "rating")
         return {"id": record["id"], "origin": record["origin"], "name": record["name"],
                 "started_at": record["started_at"],
-                "turns": [{k: row[k] for k in keys} for row in rows]}
+                "turns": [{k: row[k] for k in TURN_KEYS} for row in rows]}
+
+    async def turn(self, turn_id: int) -> dict[str, Any]:
+        """One stored turn, as `get` lists them."""
+        row = await self.db(self.store.turn, turn_id)
+        return {k: row[k] for k in TURN_KEYS}
 
     async def message(self, conversation_id: int, text: str) -> Exchange:
         """Reply to the user's `text` in a native conversation."""

@@ -121,12 +121,18 @@ class TranscriptStore:
     object may be shared by threads: calls take turns on its connection.
     """
 
-    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+    def __init__(self, path: Path | str, *, create: bool = True, power_safe: bool = True
+                 ) -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise ChatbotError(f"{self.path}: no transcripts yet (`chatbot chat` writes them)")
         self._lock = threading.RLock()
         self.db = open_database(self.path, migrations, noun=NOUN, private=True)
+        if not power_safe:
+            # A commit then reaches the WAL file without waiting for the disk: a killed
+            # process still loses nothing committed, and the file stays sound; only a power
+            # cut may lose the last commits. A service writing many turns a second wants it.
+            self.db.execute("PRAGMA synchronous = NORMAL")
 
     def close(self) -> None:
         with self._lock:
@@ -397,6 +403,13 @@ class TranscriptStore:
         if not rows:
             self.conversation(conversation_id)  # raises when it does not exist
         return [self._turn_row(r) for r in rows]
+
+    def turn(self, turn_id: int) -> dict[str, Any]:
+        """One turn by id (keys as `turns` gives them); ChatbotError if there is none."""
+        rows = self._query(f"SELECT {_TURN_COLUMNS} FROM turns WHERE id = ?", [turn_id])
+        if not rows:
+            raise ChatbotError(f"no turn with id {turn_id} in {self.path}")
+        return self._turn_row(rows[0])
 
     def list_conversations(self, limit: int | None = 20) -> list[dict[str, Any]]:
         """The newest conversations first (as `conversation` returns them); all if no limit."""
