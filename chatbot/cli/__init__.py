@@ -37,6 +37,7 @@ def _register() -> None:
     from chatbot.cli.chat import chat
     from chatbot.cli.corpus import corpus, ingest
     from chatbot.cli.evaluate import eval_command, explain
+    from chatbot.cli.export import export
     from chatbot.cli.serve import serve
     from chatbot.cli.train import train
     from chatbot.cli.transcripts import transcripts
@@ -49,6 +50,7 @@ def _register() -> None:
     cli.add_command(eval_command)
     cli.add_command(explain)
     cli.add_command(serve)
+    cli.add_command(export)
 
 
 _register()
