@@ -175,7 +175,7 @@ class Search:
 
         @tf.function(input_signature=signature, jit_compile=self.jit_compile)
         def decode(source, state, knobs):
-            return loop(model, key, source, list(state), _Knobs(*knobs))
+            return loop(model, key, source, list(state), _Knobs(*knobs), self.jit_compile)
 
         return decode
 
@@ -184,8 +184,9 @@ class _Scorer:
     """Next-token scores for R rows: log p(y | turn), the anti-LM term and the bans."""
 
     def __init__(self, model: Any, key: _Static, source: Any, state: list, knobs: _Knobs,
-                 rows_per_input: int) -> None:
+                 rows_per_input: int, jit_compile: bool = False) -> None:
         self.model, self.key, self.knobs = model, key, knobs
+        self.jit_compile = jit_compile
         c = model.config_
         batch = tf.shape(source)[0]
         if not c.context_sensitive:  # such a model starts every exchange afresh
@@ -206,10 +207,41 @@ class _Scorer:
         else:
             self.lm_memory, self.lm_initial = None, []
 
-    def __call__(self, t: Any, last: Any, states: list, lm_states: list,
-                 tokens: Any) -> tuple[Any, list, list]:
-        """Masked scores (R, V) of the next token, the new states and LM states."""
-        logits, new_states = step.step(self.model, last, states, self.memory)
+    def __call__(self, t: Any, last: Any, states: list, lm_states: list, tokens: Any,
+                 live: Any = None) -> tuple[Any, list, list]:
+        """Masked scores (R, V) of the next token, the new states and LM states.
+
+        `live` (R,) bool: only those rows are computed (in a batch, the rows still
+        decoding; without it a batch would cost its longest reply times every row). The
+        others score -inf everywhere and keep their states. Not under XLA, which needs
+        static shapes.
+        """
+        if live is None or self.jit_compile:
+            return self._score(t, last, states, lm_states, tokens, self.memory,
+                               self.lm_memory, self.source)
+        index = tf.where(live)[:, 0]  # (R',) the rows to compute
+
+        def pick(x: Any) -> Any:
+            return tf.gather(x, index)
+
+        lm_memory = None if self.lm_memory is None else step.Memory(*map(pick,
+                                                                          self.lm_memory))
+        allowed, new_states, new_lm = self._score(
+            t, pick(last), [pick(s) for s in states], [pick(s) for s in lm_states],
+            pick(tokens), step.Memory(*map(pick, self.memory)), lm_memory, pick(self.source))
+        at = index[:, None]
+        rows = tf.shape(last)[0]
+        allowed = tf.tensor_scatter_nd_update(tf.fill(tf.stack([rows, self.vocab]), NEG_INF),
+                                              at, allowed)
+        new_states = [tf.tensor_scatter_nd_update(old, at, new)
+                      for old, new in zip(states, new_states, strict=True)]
+        new_lm = [tf.tensor_scatter_nd_update(old, at, new)
+                  for old, new in zip(lm_states, new_lm, strict=True)]
+        return allowed, new_states, new_lm
+
+    def _score(self, t: Any, last: Any, states: list, lm_states: list, tokens: Any,
+               memory: Any, lm_memory: Any, source: Any) -> tuple[Any, list, list]:
+        logits, new_states = step.step(self.model, last, states, memory)
         scores = tf.nn.log_softmax(logits)  # (R, V)
         allowed = scores + self.table[t][None, :]  # reserved ids, min and max length
         bans = []
@@ -217,7 +249,7 @@ class _Scorer:
             bans.append(constraints.repeat_ban(tokens, t, self.key.no_repeat_ngram,
                                                self.vocab))
         if self.key.block_source_ngrams:
-            bans.append(constraints.source_ban(tokens, t, self.source,
+            bans.append(constraints.source_ban(tokens, t, source,
                                                self.key.block_source_ngrams, self.vocab))
         if self.key.no_adjacent_repeat:
             bans.append(constraints.adjacent_ban(last, self.vocab))
@@ -226,7 +258,7 @@ class _Scorer:
             banned = bans[0] if len(bans) == 1 else tf.logical_or(*bans)
         new_lm: list = []
         if self.key.antilm:
-            lm_logits, new_lm = step.step(self.model, last, lm_states, self.lm_memory)
+            lm_logits, new_lm = step.step(self.model, last, lm_states, lm_memory)
             gamma = self.knobs.antilm_gamma
             on = tf.logical_or(gamma <= 0, t < gamma)
             penalty = tf.where(on, self.knobs.antilm, 0.0) * tf.nn.log_softmax(lm_logits)
@@ -272,10 +304,11 @@ def _sample(scores: Any, t: Any, key: _Static, knobs: _Knobs) -> Any:
     return tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), -1, output_type=tf.int32)
 
 
-def _greedy(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs):
+def _greedy(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs,
+            jit_compile: bool = False):
     """Greedy or sampled search; returns tokens (N, 1, L), lengths and scores (N, 1),
     states (N, 1, H) each."""
-    score_next = _Scorer(model, key, source, state, knobs, 1)
+    score_next = _Scorer(model, key, source, state, knobs, 1, jit_compile)
     rows = tf.shape(source)[0]
     tokens = tf.zeros(tf.stack([rows, knobs.max_len]), tf.int32)  # (N, L)
     last = tf.fill([rows], BOS_ID)
@@ -287,7 +320,8 @@ def _greedy(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs):
         return tf.logical_and(t <= knobs.max_len, tf.logical_not(tf.reduce_all(done)))
 
     def body(t, last, states, lm_states, done, tokens, lengths, total, finals):
-        scores, states, lm_states = score_next(t, last, list(states), list(lm_states), tokens)
+        scores, states, lm_states = score_next(t, last, list(states), list(lm_states), tokens,
+                                               tf.logical_not(done))
         if key.method == "sample":
             choice = _sample(scores, t, key, knobs)
         else:
@@ -331,11 +365,12 @@ class _Beam(NamedTuple):
     fin_count: Any  # (N,) hypotheses finished so far
 
 
-def _beam(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs):
+def _beam(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs,
+          jit_compile: bool = False):
     """Beam search; returns tokens (N, K, L), lengths and scores (N, K) best first,
     states (N, K, H) each."""
     beams = key.beam_size
-    score_next = _Scorer(model, key, source, state, knobs, beams)
+    score_next = _Scorer(model, key, source, state, knobs, beams, jit_compile)
     vocab = score_next.vocab
     n = tf.shape(source)[0]
     length = knobs.max_len
@@ -346,7 +381,8 @@ def _beam(model: Any, key: _Static, source: Any, state: list, knobs: _Knobs):
         t = b.t
         flat_tokens = tf.reshape(b.alive_tokens, tf.stack([n * beams, length]))
         scores, states, lm_states = score_next(t, b.last, list(b.states), list(b.lm_states),
-                                               flat_tokens)
+                                               flat_tokens,
+                                               tf.repeat(tf.logical_not(b.done), beams))
         every = b.alive_scores[:, :, None] + tf.reshape(scores, tf.stack([n, beams, vocab]))
         top_scores, top = tf.math.top_k(tf.reshape(every, tf.stack([n, beams * vocab])),
                                         2 * beams)  # (N, 2K), best first

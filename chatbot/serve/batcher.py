@@ -1,13 +1,16 @@
 """Batched model calls for a service: concurrent requests share one compiled call.
 
-Requests on the event loop submit two kinds of work, each for one conversation row:
-`observe` (a teacher-forced exchange whose reply is known: the state moves past it) and
-`reply` (decode a reply from a state with some settings). One collector task takes the
-first waiting item, waits at most `wait_s` for company (or until `max_batch` items are
-there), then runs the items as few calls as possible on the model's own thread: every
-observe together, and replies grouped by their settings (one compiled search runs one
-kind of settings). While a call runs, new items queue, so under load batches fill by
-themselves and the wait only matters when the service is quiet.
+Requests on the event loop submit work for one conversation row each: `observe` (a
+teacher-forced exchange whose reply is known: the state moves past it) or `reply`
+(decode a reply from a state with some settings), the reply optionally preceded by one
+exchange to observe first (what a conversation's next turn needs: one item, so all the
+conversations waiting are in the same batch, not split between an observe call and a
+reply call). One collector task takes the first waiting item, waits at most `wait_s` for
+company (or until `max_batch` items are there), then runs the items as few calls as
+possible on the model's own thread: every observe together, then replies grouped by
+their settings (one compiled search runs one kind of settings). While a call runs, new
+items queue, so under load batches fill by themselves and the wait only matters when
+the service is quiet.
 
 The model runs on one thread: a Keras model and its traced functions are not meant to
 be called from several threads at once, and one thread keeps replies reproducible.
@@ -36,6 +39,8 @@ class _Item:
     future: asyncio.Future[Any]
     target: list[int] = field(default_factory=list)  # observe: [bos] + the known reply
     settings: DecodeSettings | None = None  # reply only
+    # reply only: an exchange (source, [bos] + reply) to observe from `state` first
+    before: tuple[list[int], list[int]] | None = None
 
 
 @dataclass
@@ -76,10 +81,15 @@ class Batcher:
                                         target=list(target_in)))
 
     async def reply(self, source: Sequence[int], state: State | None,
-                    settings: DecodeSettings) -> tuple[str, State, ReplyInfo]:
-        """A reply decoded from `state` (Responder.reply_ids for one row)."""
+                    settings: DecodeSettings,
+                    before: tuple[Sequence[int], Sequence[int]] | None = None
+                    ) -> tuple[str, State, ReplyInfo, State | None]:
+        """A reply decoded from `state` (Responder.reply_ids for one row); with `before`
+        (source ids, [bos] + reply ids), from the state after observing that exchange
+        first. Returns the reply, its state, its info, and the state it started from."""
+        first = None if before is None else (list(before[0]), list(before[1]))
         return await self._submit(_Item("reply", list(source), state, self._future(),
-                                        settings=settings))
+                                        settings=settings, before=first))
 
     async def run(self, function: Callable[[], Any]) -> Any:
         """Run `function` on the model's thread (for work that is not batched)."""
@@ -146,8 +156,18 @@ class Batcher:
             self.stats.observe_calls += 1
             self.stats.observe_rows += len(items)
         else:
-            out = r.reply_ids([i.source for i in items], [i.state for i in items],
-                              items[0].settings)
+            starts = [i.state for i in items]
+            folding = [n for n, i in enumerate(items) if i.before is not None]
+            if folding:
+                folded = r.observe_ids([items[n].before[0] for n in folding],  # type: ignore[index]
+                                       [items[n].before[1] for n in folding],  # type: ignore[index]
+                                       [starts[n] for n in folding])
+                for n, state in zip(folding, folded, strict=True):
+                    starts[n] = state
+                self.stats.observe_calls += 1
+                self.stats.observe_rows += len(folding)
+            made = r.reply_ids([i.source for i in items], starts, items[0].settings)
+            out = [(*reply, start) for reply, start in zip(made, starts, strict=True)]
             self.stats.reply_calls += 1
             self.stats.reply_rows += len(items)
         self.stats.largest_batch = max(self.stats.largest_batch, len(items))

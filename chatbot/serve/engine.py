@@ -65,14 +65,20 @@ class Engine:
         known = list(turns)
         if cached is not None and cached.ids is not None:
             known[first] = Turn(known[first].role, known[first].text, cached.ids)
-        exchanges = 0
-        for k in range(first, len(turns) - 1):
+        exchanges = len(turns) - 1 - first
+        # All but the newest exchange on their own (a cache miss); the newest goes with the
+        # reply, in the same batch.
+        for k in range(first, len(turns) - 2):
             state = await self.batcher.observe(source_ids(r, known[k]),
                                                target_ids(r, known[k + 1]), state)
-            exchanges += 1
             self.cache.put(chain[k + 2], Cached(state))
+        before = None
+        if exchanges:
+            before = (source_ids(r, known[-2]), target_ids(r, known[-1]))
         source = source_ids(r, known[-1])
-        choices = await self._choose(source, state, settings, n)
+        choices, start = await self._choose(source, state, settings, n, before)
+        if before is not None:
+            self.cache.put(chain[-1], Cached(start))
         for choice in choices:
             # Each choice under its own digest: the client continues with whichever it keeps.
             self.cache.put(next_digest(chain[-1], "bot", choice.text),
@@ -80,17 +86,25 @@ class Engine:
         return Made(tuple(choices), exchanges)
 
     async def _choose(self, source: list[int], state: Any, settings: DecodeSettings,
-                      n: int) -> list[Choice]:
+                      n: int, before: Any) -> tuple[list[Choice], Any]:
+        """The choices, and the state the reply started from (after `before`)."""
         if settings.method == "sample":
-            return await self._samples(source, state, settings, n)
+            if n > 1 and before is not None:  # fold once, then the n samples from there
+                state = await self.batcher.observe(*before, state)
+                before = None
+            if before is not None:
+                text, new_state, info, state = await self.batcher.reply(source, state,
+                                                                        settings, before)
+                return [self._choice(text, info.ids, info, settings, new_state)], state
+            return await self._samples(source, state, settings, n), state
         if n > 1:
             # The n best of one beam search at least n wide.
             wide = settings.replace(method="beam", beam_size=max(n, settings.beam_size))
-            _, _, info = await self.batcher.reply(source, state, wide)
+            _, _, info, state = await self.batcher.reply(source, state, wide, before)
             return [self._choice(c.text, c.ids, info, wide, c.state)
-                    for c in info.candidates[:n]]
-        text, _, info = await self.batcher.reply(source, state, settings)
-        return [self._choice(text, info.ids, info, settings, info.candidates[0].state)]
+                    for c in info.candidates[:n]], state
+        text, _, info, state = await self.batcher.reply(source, state, settings, before)
+        return [self._choice(text, info.ids, info, settings, info.candidates[0].state)], state
 
     async def _samples(self, source: list[int], state: Any, settings: DecodeSettings,
                        n: int) -> list[Choice]:
@@ -103,7 +117,7 @@ class Engine:
             used = [settings.replace(seed=(settings.seed + i) % _SEED_SPACE) for i in range(n)]
         made = await asyncio.gather(*(self.batcher.reply(source, state, s) for s in used))
         return [self._choice(text, info.ids, info, s, new_state)
-                for (text, new_state, info), s in zip(made, used, strict=True)]
+                for (text, new_state, info, _), s in zip(made, used, strict=True)]
 
     def _choice(self, text: str, ids: Sequence[int], info: ReplyInfo, settings: DecodeSettings,
                 state: Any) -> Choice:
