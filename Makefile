@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_ingest.py --opus
 	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_decode.py
+	$(BIN)/python scripts/bench_serve.py
 
 # Train and package the built-in default model (about an hour on a laptop CPU), then
 # write docs/results.md from measurements.

@@ -9,7 +9,8 @@ and p99 latency, replies lost (must be 0), and the ratio of throughputs (goal: >
 Then, against the batching server, one client sends a growing OpenAI-style history for
 --turns requests and prints the latency of request 1 and request N: the state of all but
 the newest exchange comes from the cache, so request N should cost about what request 1
-does (compare with the replay time printed: folding the whole history from scratch).
+does; the same request with its first message changed (nothing cached: the whole history
+replayed) is timed for comparison.
 
 Usage: python scripts/bench_serve.py [--model DIR] [--clients 32] [--turns 10]
 """
@@ -97,19 +98,27 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def history_costs(url: str, model_id: str, turns: int) -> list[float]:
-    """Latency of each request of one client sending its growing history."""
+def history_costs(url: str, model_id: str, turns: int) -> tuple[list[float], float]:
+    """Latency of each request of one client sending its growing history, and of the
+    last request again with its first message changed (nothing cached: a full replay)."""
     messages: list[dict] = []
     costs = []
     with httpx.Client(base_url=url, timeout=120) as http:
-        for turn in range(turns):
-            messages.append({"role": "user", "content": LINES[turn % len(LINES)]})
+        def ask(messages: list[dict]) -> tuple[dict, float]:
             start = time.perf_counter()
             r = http.post("v1/chat/completions", json={"model": model_id,
                                                        "messages": messages})
-            costs.append(time.perf_counter() - start)
-            messages.append(r.json()["choices"][0]["message"])
-    return costs
+            return r.json()["choices"][0]["message"], time.perf_counter() - start
+
+        for turn in range(turns):
+            messages.append({"role": "user", "content": LINES[turn % len(LINES)]})
+            reply, cost = ask(messages)
+            costs.append(cost)
+            messages.append(reply)
+        changed = [{"role": "user", "content": "well, " + messages[0]["content"]},
+                   *messages[1:-1]]
+        _, replay = ask(changed)
+    return costs, replay
 
 
 def main() -> None:
@@ -131,7 +140,7 @@ def main() -> None:
                 stats = server.health()["batches"]
                 if label == "batched":
                     model_id = server.health()["model"]
-                    costs = history_costs(server.url, model_id, args.turns)
+                    costs, replay = history_costs(server.url, model_id, args.turns)
             finally:
                 server.stop()
             rate = len(latencies) / wall
@@ -145,7 +154,8 @@ def main() -> None:
           f"{results['batched'] / results['max-batch 1']:.2f} (goal >= 4)")
     print(f"growing history, one client: request 1 {costs[0] * 1000:.0f} ms, request "
           f"{len(costs)} {costs[-1] * 1000:.0f} ms (median of all "
-          f"{statistics.median(costs) * 1000:.0f} ms)")
+          f"{statistics.median(costs) * 1000:.0f} ms); request {len(costs)} with nothing "
+          f"cached (a changed first message): {replay * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -471,10 +471,20 @@ def test_a_store_from_before_origins_upgrades_in_place(tmp_path):
     db = Database(path)
     module.migrations.apply(db, stop_before="m002_origin_and_digest")
     db.execute("INSERT INTO conversations (started_at) VALUES ('2026-01-01T00:00:00')")
+    db.execute("INSERT INTO conversations (started_at) VALUES ('2026-01-02T00:00:00')")
+    db.execute("INSERT INTO turns (conversation_id, position, role, text, created_at) "
+               "VALUES (1, 0, 'user', 'kept through the upgrade', 'now')")
     db.conn.commit()
     db.close()
     with TranscriptStore(path) as store:
         assert store.conversation(1)["origin"] == "terminal"
+        assert [t["text"] for t in store.turns(1)] == ["kept through the upgrade"]
+        assert store.search("upgrade")[0]["conversation_id"] == 1
+        assert store.integrity_check() == "ok"
+        assert not list(store.db.query("PRAGMA foreign_key_check"))
+        # A deleted conversation's id is never given again (the service hands ids out).
+        store.remove(2)
+        assert store.start_conversation("m", None, {}) == 3
         api = store.start_conversation("m", None, {}, origin="api")
         store.add_turn(api, "user", "hi", digest="abc")
         assert store.find_by_digest("abc", "api") == api

@@ -85,6 +85,12 @@ def m002_origin_and_digest(db: Database) -> None:
     )
     db.execute("ALTER TABLE conversations ADD COLUMN digest TEXT")
     db.execute("CREATE INDEX conversations_digest ON conversations (digest)")
+    # The last conversation id given: the service hands ids to clients, and a deleted
+    # conversation's id must never name someone else's later (a plain INTEGER PRIMARY KEY
+    # gives the highest one again once it is deleted; AUTOINCREMENT would need the table
+    # rebuilt, which foreign keys forbid inside the migration's transaction).
+    db.execute("CREATE TABLE conversation_ids (last INTEGER NOT NULL)")
+    db.execute("INSERT INTO conversation_ids SELECT COALESCE(MAX(id), 0) FROM conversations")
 
 
 def _now() -> str:
@@ -205,9 +211,12 @@ class TranscriptStore:
         if origin not in ORIGINS:
             raise ChatbotError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
         with self._writing() as conn:
+            # Past every id ever given (see m002), under the write lock.
+            conn.execute("UPDATE conversation_ids SET last = MAX(last, "
+                         "(SELECT COALESCE(MAX(id), 0) FROM conversations)) + 1")
             return conn.execute(
-                "INSERT INTO conversations (started_at, model_path, model_digest, settings, "
-                "name, origin) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO conversations (id, started_at, model_path, model_digest, settings, "
+                "name, origin) VALUES ((SELECT last FROM conversation_ids), ?, ?, ?, ?, ?, ?)",
                 [_now(), None if model_path is None else str(model_path), model_digest,
                  _dumps(settings or {}), name or None, origin],
             ).lastrowid
