@@ -143,6 +143,8 @@ def main() -> None:
                     costs, replay = history_costs(server.url, model_id, args.turns)
             finally:
                 server.stop()
+            if not latencies:
+                raise SystemExit(f"{label}: every request failed ({lost} lost)")
             rate = len(latencies) / wall
             results[label] = rate
             print(f"{label:>12}: {len(latencies)} replies in {wall:.1f} s = {rate:.1f} "
