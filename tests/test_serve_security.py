@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import threading
+import time
 
 import httpx
 import openai
 import pytest
 
+from chatbot.transcripts.store import TranscriptStore
 from tests.serve_util import CHATBOT, Served
 from tests.tiny_model import tiny_model_dir
 
@@ -81,5 +85,28 @@ def test_key_is_required_the_page_is_not_and_loading_answers_503(model_dir, tmp_
         other = httpx.get(server.url + "v1/models", timeout=30, headers={
             "Origin": "https://evil.example", "Authorization": f"Bearer {KEY}"})
         assert "access-control-allow-origin" not in other.headers
-    assert server.returncode == 0
+
+        # Ctrl-C while a request is in flight (a history of 254 exchanges to replay, none
+        # cached): the request finishes and is stored, then the server exits 0.
+        words = ["hello there", "how are you", "fine thanks"]
+        history = [{"role": "user" if i % 2 == 0 else "assistant", "content": words[i % 3]}
+                   for i in range(255)]
+        answer: dict[str, float | int] = {}
+
+        def ask() -> None:
+            r = httpx.post(server.url + "v1/chat/completions", timeout=120,
+                           headers={"Authorization": f"Bearer {KEY}"},
+                           json={"model": name, "messages": history})
+            answer.update(status=r.status_code, at=time.monotonic())
+
+        asking = threading.Thread(target=ask)
+        asking.start()
+        time.sleep(0.3)
+        interrupted_at = time.monotonic()
+        assert server.stop(signal.SIGINT) == 0, server.stderr()
+        asking.join(60)
+    assert answer["status"] == 200 and answer["at"] > interrupted_at  # it was in flight
+    with TranscriptStore(tmp_path / "t.db", create=False) as store:
+        stored = store.turns(store.list_conversations(1)[0]["id"])
+    assert len(stored) == 256 and stored[-1]["role"] == "bot"
 

@@ -58,8 +58,8 @@ class Loading:
     def get(self) -> Service:
         if self.service is not None:
             return self.service
-        if self.error is not None:
-            raise ApiError(503, f"the model could not be loaded: {self.error}",
+        if self.error is not None:  # the detail (a path) is in the server's log
+            raise ApiError(503, "the model could not be loaded; the server is stopping",
                            kind="server_error", code="model_unavailable")
         raise ApiError(503, "the model is still loading; try again in a few seconds",
                        kind="server_error", code="model_loading", headers={"Retry-After": "2"})

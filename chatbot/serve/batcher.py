@@ -179,6 +179,13 @@ def _groups(items: list[_Item], size: int) -> list[list[_Item]]:
     """Items that can share one call, at most `size` each, in order of first arrival."""
     groups: dict[Any, list[_Item]] = {}
     for item in items:
-        key = ("observe",) if item.kind == "observe" else ("reply", item.settings)
+        key: tuple[Any, ...] = ("observe",)
+        if item.kind == "reply":
+            key = ("reply", item.settings)
+            s = item.settings
+            if s is not None and s.method == "sample" and s.seed is not None:
+                # A seeded sample decodes alone: its random numbers then do not depend on
+                # which other rows shared the call, so the seed replays it.
+                key = ("reply", s, id(item))
         groups.setdefault(key, []).append(item)
     return [group[i:i + size] for group in groups.values() for i in range(0, len(group), size)]

@@ -42,7 +42,7 @@ TURN_KEYS = ("id", "position", "role", "text", "created_at", "latency_ms", "toke
 
 
 @dataclass
-class Thread:
+class Held:
     """A native conversation as the server holds it."""
 
     id: int
@@ -95,7 +95,7 @@ class Service:
         self.model_path = model_path
         self.model_digest = model_digest
         self.max_conversations = max(1, max_conversations)
-        self._threads: OrderedDict[int, Thread] = OrderedDict()
+        self._held: OrderedDict[int, Held] = OrderedDict()
         self._api_locks = KeyedLocks()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="serve-transcripts")
         self.replies = 0
@@ -156,7 +156,7 @@ class Service:
         if origin not in SERVED_ORIGINS:
             raise ApiError(400, f"origin must be api or web, not {origin!r}", param="origin")
         conversation_id = await self.db(self._start, origin)  # type: ignore[arg-type]
-        self._remember(Thread(conversation_id, origin, []))
+        self._remember(Held(conversation_id, origin, []))
         return await self.get(conversation_id)
 
     async def get(self, conversation_id: int) -> dict[str, Any]:
@@ -178,7 +178,7 @@ class Service:
         if not text:
             raise ApiError(400, "text is empty: say something", param="text")
         start = time.perf_counter()
-        thread = await self._thread(conversation_id)
+        thread = await self._conversation(conversation_id)
         async with thread.lock:
             user_id = await self.db(self.store.add_turn, conversation_id, "user", text)
             thread.turns.append(Turn("user", text, turn_id=user_id))
@@ -219,7 +219,7 @@ class Service:
     async def delete(self, conversation_id: int) -> None:
         """Remove a conversation and its turns from the transcripts."""
         await self._record(conversation_id)
-        thread = self._threads.pop(conversation_id, None)
+        thread = self._held.pop(conversation_id, None)
         if thread is not None:
             async with thread.lock:
                 await self.db(self.store.remove, conversation_id)
@@ -232,8 +232,9 @@ class Service:
         """A store call whose ChatbotError is the client's mistake (400)."""
         try:
             return await self.db(function, *args, **kwargs)
-        except ChatbotError as e:
-            raise ApiError(400, str(e)) from None
+        except ChatbotError as e:  # never the file's path to a client
+            raise ApiError(400, str(e).replace(str(self.store.path), "the transcripts")
+                           ) from None
 
     async def _record(self, conversation_id: int) -> dict[str, Any]:
         """The stored record of a conversation the service may show (api or web)."""
@@ -247,25 +248,25 @@ class Service:
                            code="conversation_not_found")
         return record
 
-    async def _thread(self, conversation_id: int) -> Thread:
-        thread = self._threads.get(conversation_id)
+    async def _conversation(self, conversation_id: int) -> Held:
+        thread = self._held.get(conversation_id)
         if thread is not None:
-            self._threads.move_to_end(conversation_id)
+            self._held.move_to_end(conversation_id)
             return thread
         record = await self._record(conversation_id)
         rows = await self.db(self.store.turns, conversation_id)
-        thread = self._threads.get(conversation_id)  # loaded meanwhile by another request
+        thread = self._held.get(conversation_id)  # loaded meanwhile by another request
         if thread is None:
-            thread = Thread(conversation_id, record["origin"],
+            thread = Held(conversation_id, record["origin"],
                             [Turn(r["role"], r["text"], turn_id=r["id"]) for r in rows])
             self._remember(thread)
         return thread
 
-    def _remember(self, thread: Thread) -> None:
-        self._threads[thread.id] = thread
-        while len(self._threads) > self.max_conversations:
+    def _remember(self, thread: Held) -> None:
+        self._held[thread.id] = thread
+        while len(self._held) > self.max_conversations:
             # The least recently used one that no request is using.
-            oldest = next((k for k, t in self._threads.items() if not t.lock.locked()), None)
+            oldest = next((k for k, t in self._held.items() if not t.lock.locked()), None)
             if oldest is None:
                 break
-            del self._threads[oldest]
+            del self._held[oldest]
