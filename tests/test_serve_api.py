@@ -283,3 +283,15 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_reply(served, res
     assert after["reply_calls"] - before["reply_calls"] < len(texts)  # some shared a call
     for i, text in enumerate(texts):
         assert answers[i] == expected_reply(responder, [("user", text)], settings)
+
+
+def test_a_conversation_deleted_behind_the_servers_back_is_404(served):
+    api = httpx.Client(base_url=served.url + "api/", timeout=60)
+    ident = api.post("conversations", json={}).json()["id"]
+    assert api.post(f"conversations/{ident}/messages", json={"text": "hello"}).status_code == 200
+    with TranscriptStore(served.transcripts) as store:  # `chatbot transcripts delete`
+        store.remove(ident)
+    gone = api.post(f"conversations/{ident}/messages", json={"text": "hello again"})
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "conversation_not_found"
+    fresh = api.post("conversations", json={}).json()["id"]
+    assert fresh > ident  # a deleted conversation's id is never given again

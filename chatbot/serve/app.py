@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -32,8 +31,6 @@ from starlette.staticfiles import StaticFiles
 from chatbot.serve import openai_api
 from chatbot.serve.openai_api import ApiError
 from chatbot.serve.service import Exchange, Service
-
-log = logging.getLogger("chatbot.serve")
 
 
 @dataclass

@@ -180,7 +180,12 @@ class Service:
         start = time.perf_counter()
         thread = await self._conversation(conversation_id)
         async with thread.lock:
-            user_id = await self.db(self.store.add_turn, conversation_id, "user", text)
+            try:
+                user_id = await self.db(self.store.add_turn, conversation_id, "user", text)
+            except ChatbotError:  # deleted behind the server's back (chatbot transcripts)
+                self._held.pop(conversation_id, None)
+                raise ApiError(404, f"no conversation {conversation_id}",
+                               code="conversation_not_found") from None
             thread.turns.append(Turn("user", text, turn_id=user_id))
             made = await self.engine.reply(thread.turns, self.settings)
             best = made.choices[0]
