@@ -105,6 +105,10 @@ def _option(*names: str, field: str, **kwargs: Any):
          help="Share of the corpus held out for validation.")
 @_option("--split-by", field="split_by", type=click.Choice(SPLIT_BY),
          help="What validation keeps whole: a work (film, book) or a conversation.")
+@_option("--reply-as", field="reply_as", multiple=True, metavar="NAME",
+         help="Learn only NAME's turns as replies (repeatable; a bot that talks like one "
+              "person of your chats: `chatbot corpus speakers` lists the names). The state "
+              "still runs through everyone's turns.")
 @_option("--seed", field="seed", type=int, help="Seeds the data order and the weights.")
 @_option("--optimizer", field="optimizer", type=click.Choice(OPTIMIZERS),
          help="rmsprop is the Keras example's choice.")

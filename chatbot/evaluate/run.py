@@ -55,6 +55,11 @@ def split_options(metadata: dict[str, Any]) -> tuple[float, int, int, str]:
     return o.valid_fraction, o.max_len, o.batch_size, o.split_by
 
 
+def reply_as(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """The speakers a model was trained to answer as (empty: every speaker)."""
+    return read_options(metadata).reply_as
+
+
 def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "valid",
              max_exchanges: int = 200, progress: Progress | None = None,
              settings: Any = None) -> dict[str, Any]:
@@ -76,6 +81,8 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
         raise ChatbotError(f"{db}: no corpus database; run `chatbot ingest` first")
     loaded = model if isinstance(model, ModelDirectory) else directory.load(model)
     valid_fraction, max_len, batch_size, split_by = split_options(loaded.metadata)
+    # A model trained to answer as someone is measured on that person's replies only.
+    speakers = reply_as(loaded.metadata)
     tokenizer = loaded.tokenizer
     report = progress or (lambda stage, done, total: None)
     with CorpusStore(db) as store:
@@ -87,11 +94,13 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
         when a stage is named."""
         with CorpusStore(db) as store:
             source = _Counted(store, stage, total, report) if stage else store
-            yield from conversations(source, tokenizer, which, valid_fraction, max_len, split_by)
+            yield from conversations(source, tokenizer, which, valid_fraction, max_len, split_by,
+                                     speakers)
 
     _require_exchanges(read(None, split), db, split, valid_fraction, total)
     ngram = KneserNeyTrigram.fit(
-        (e.target_out for c in read("n-gram", "train") for e in c), tokenizer.vocab_size)
+        (e.target_out for c in read("n-gram", "train") for e in c if e.target_out),
+        tokenizer.vocab_size)
     report("perplexity", 0, total)  # the step compiles first
     step = _compile_step(loaded.model)
     scores = _score(loaded.model, step, read("perplexity", split), ngram, batch_size)
@@ -124,6 +133,14 @@ class _Counted:
 
     def iter_turn_texts(self, split_by: str) -> Iterator[tuple[str, list[str]]]:
         for done, item in enumerate(self.store.iter_turn_texts(split_by), start=1):
+            yield item
+            self.report(self.stage, done, self.total)
+
+    def iter_conversations(self, split: str, valid_fraction: float, split_by: str
+                           ) -> Iterator[Any]:
+        # Only the split's conversations come out: the count shows the split's progress.
+        for done, item in enumerate(self.store.iter_conversations(split, valid_fraction,
+                                                                  split_by), start=1):
             yield item
             self.report(self.stage, done, self.total)
 
@@ -177,11 +194,13 @@ def _score(model: Any, step: Callable, items: Iterator[list[Exchange]],
     def scored(items: Iterator[list[Exchange]]) -> Iterator[list[Exchange]]:
         for conversation in items:
             for e in conversation:
+                if not e.target_out:  # not a target (reply_as): read, never scored
+                    continue
                 cost, n = ngram.cost(e.target_out)
                 counts["ngram"] += cost
                 counts["ngram_tokens"] += n
                 counts["unknown"] += e.target_out.count(UNK_ID)
-            counts["exchanges"] += len(conversation)
+                counts["exchanges"] += 1
             yield conversation
 
     zeros = _zeros(model, batch_size)
@@ -243,20 +262,27 @@ def _reply_metrics(loaded: ModelDirectory, step: Callable,
     from chatbot.decode.settings import for_model
 
     chosen: list[list[Exchange]] = []
-    count = 0
+    count = 0  # target exchanges chosen (with reply_as, the others are only read)
     for conversation in items:
         if count >= limit:
             break
-        chosen.append(conversation[:limit - count])
-        count += len(chosen[-1])
+        kept: list[Exchange] = []
+        for e in conversation:
+            if count >= limit:
+                break
+            kept.append(e)
+            count += bool(e.target_out)
+        chosen.append(kept)
     items.close()  # the rest of the split is not needed: let go of the store now
     empty = {"replies": 0, "distinct_1": None, "distinct_2": None, "avg_reply_tokens": None,
              "generic_rate": None, "bleu": None}
     if not count:
         return empty
     report("replies", 0, count)  # the search compiles first: show the stage has begun
-    states = teacher_states(loaded.model, step, chosen)
-    flat = [e for c in chosen for e in c]
+    walked = teacher_states(loaded.model, step, chosen)
+    every = [e for c in chosen for e in c]
+    flat = [e for e in every if e.target_out]
+    states = [s for s, e in zip(walked, every, strict=True) if e.target_out]
     # Greedy, with the anti-generic settings the model recommends (metadata "decoding").
     responder = Responder(loaded, settings or for_model(loaded.metadata, method="greedy"))
     decode = loaded.tokenizer.decode

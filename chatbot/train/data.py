@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from chatbot.corpus.split import SPLITS, in_split
+from chatbot.errors import ChatbotError
 from chatbot.model.exchanges import Exchange, exchanges, pad_ids
 
 __all__ = ["SPLITS", "in_split"]  # re-exported: the split's home is chatbot.corpus.split
@@ -36,14 +37,57 @@ class Batch:
 
 
 def conversations(store: Any, tokenizer: Any, split: str, valid_fraction: float,
-                  max_len: int, split_by: str = "work") -> Iterator[list[Exchange]]:
+                  max_len: int, split_by: str = "work",
+                  reply_as: tuple[str, ...] = ()) -> Iterator[list[Exchange]]:
     """The exchanges of each conversation in the split, in store order; `split_by` says
-    what the split keeps together (chatbot.corpus.split)."""
+    what the split keeps together (chatbot.corpus.split).
+
+    With `reply_as`, only those speakers' turns are targets: the other exchanges keep
+    their source and teacher-forced reply (the state runs through them) but have an
+    empty `target_out`, so no loss, metric or count sees them; conversations where
+    those speakers never reply are left out.
+    """
+    if reply_as:
+        yield from _replying_as(store, tokenizer, split, valid_fraction, max_len, split_by,
+                                frozenset(reply_as))
+        return
     for key, texts in store.iter_turn_texts(split_by):
         if in_split(key, split, valid_fraction):
             found = exchanges(tokenizer.encode_batch(texts), max_len)
             if found:
                 yield found
+
+
+def _replying_as(store: Any, tokenizer: Any, split: str, valid_fraction: float, max_len: int,
+                 split_by: str, names: frozenset[str]) -> Iterator[list[Exchange]]:
+    for _, _, conversation in store.iter_conversations(split, valid_fraction, split_by):
+        turns = conversation.turns
+        found = exchanges(tokenizer.encode_batch([t.text for t in turns]), max_len)
+        # Exchange k replies with turn k + 1.
+        marked = [e if turns[k + 1].speaker in names else e._replace(target_out=[])
+                  for k, e in enumerate(found)]
+        if any(e.target_out for e in marked):
+            yield marked
+
+
+def check_speakers(store: Any, where: Any, names: tuple[str, ...]) -> None:
+    """A ChatbotError naming each of `names` that replies nowhere in the corpus."""
+    if not names:
+        return
+    marks = ", ".join("?" * len(names))
+    found = {row[0] for row in store.db.execute(
+        f"SELECT DISTINCT speaker FROM turns WHERE position > 0 AND speaker IN ({marks})",
+        list(names)).fetchall()}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ChatbotError(f"{where}: no turns by {', '.join(map(repr, missing))} to learn "
+                           "from (names must match exactly: `chatbot corpus speakers` lists "
+                           "them)")
+
+
+def targets(conversation: list[Exchange]) -> int:
+    """Exchanges of a conversation that are targets (see `conversations`' reply_as)."""
+    return sum(1 for e in conversation if e.target_out)
 
 
 def shuffled(items: Iterator[list[Exchange]], pool: int, seed: int) -> Iterator[list[Exchange]]:

@@ -226,6 +226,7 @@ class Trainer:
         fitted on the corpus, and the directory made self-describing (chief only)."""
         from chatbot.corpus.store import CorpusStore
         from chatbot.text.tokenizer import fit_tokenizer, load_tokenizer
+        from chatbot.train.data import check_speakers
 
         o = self.options
         model_dir = Path(o.model_dir)
@@ -235,6 +236,7 @@ class Trainer:
             if store.stats()["conversations"] == 0:
                 raise ChatbotError(f"{o.db}: the corpus has no conversation of two turns; "
                                    "ingest some first")
+            check_speakers(store, o.db, o.reply_as)
             if resume:
                 tokenizer = load_tokenizer(model_dir)
                 config = directory.read_config(model_dir)
@@ -414,7 +416,7 @@ class Trainer:
             # stops inside an epoch): an open connection would hold a read snapshot.
             with CorpusStore(o.db) as store:
                 items = conversations(store, self.tokenizer, split, o.valid_fraction,
-                                      o.max_len, o.split_by)
+                                      o.max_len, o.split_by, o.reply_as)
                 if split == "train":
                     items = shuffled(items, o.pool, o.seed * 100_003 + epoch)
                 # Resuming inside an epoch: the same seeded order, the done batches skipped.

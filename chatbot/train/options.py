@@ -63,10 +63,17 @@ class TrainOptions:
     strategy: str = field(default="default", metadata=_MAY_CHANGE)  # mirrored, multiworker
     # Steps between TensorBoard / history records (and progress lines in a log).
     log_every: int = field(default=20, metadata=_MAY_CHANGE)
+    # Only these speakers' turns are targets (a bot that answers as one person); the
+    # state still runs through every turn. Empty: every turn after the first.
+    reply_as: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db", Path(self.db))
         object.__setattr__(self, "model_dir", Path(self.model_dir))
+        object.__setattr__(self, "reply_as", tuple(self.reply_as))
+        if any(not isinstance(n, str) or not n.strip() for n in self.reply_as):
+            raise ChatbotError("--reply-as: give a speaker's name as `chatbot corpus "
+                               "speakers` lists it")
         for name, choices in (("tokenizer", KINDS), ("optimizer", OPTIMIZERS),
                               ("split_by", SPLIT_BY), ("strategy", STRATEGIES)):
             if getattr(self, name) not in choices:
@@ -85,7 +92,8 @@ class TrainOptions:
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON values (paths as strings): what is saved."""
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self).items()}
 
 
 def may_change_on_resume(name: str) -> bool:
@@ -177,6 +185,9 @@ def _typed(name: str, value: Any, where: str) -> Any:
     kind = str(_FIELDS[name].type)
     if kind == "int | None" and value in (None, "None"):
         return None
+    if kind == "tuple[str, ...]" and isinstance(value, list | tuple) and all(
+            isinstance(v, str) for v in value):
+        return tuple(value)
     base = kind.split(" |")[0]
     text = isinstance(value, str)
     try:
