@@ -39,7 +39,8 @@ def test_ingest_json_and_failures(tmp_path):
     assert again.exit_code == 0 and last_json(again.stdout)["unchanged"] == 1
     stats = run("corpus", "stats", "--db", db, "--json")
     assert last_json(stats.stdout) == {"sources": 1, "conversations": 1, "turns": 2,
-                                       "duplicates": 0, "duplicate_conversations": 0}
+                                       "duplicates": 0, "duplicate_conversations": 0,
+                                       "private_sources": []}
 
 
 def test_default_db_lives_in_chatbot_home(tmp_path, isolated_home):

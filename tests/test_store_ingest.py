@@ -36,7 +36,8 @@ def write(path: Path, text: str) -> Path:
 def test_schema_comes_from_migrations(store):
     assert {"sources", "conversations", "turns", "turns_fts"} <= set(store.db.table_names())
     assert [m.name for m in migrations.applied(store.db)] == [
-        "m001_create_tables", "m002_fts_without_column_sizes", "m003_works_and_duplicates"]
+        "m001_create_tables", "m002_fts_without_column_sizes", "m003_works_and_duplicates",
+        "m004_private_sources"]
     columns = set(store.db["sources"].columns_dict)
     assert {"path", "sha256", "format", "encoding", "ingested_at"} <= columns
     assert {"speaker", "text", "start_ms", "end_ms"} <= set(store.db["turns"].columns_dict)

@@ -341,8 +341,10 @@ def test_ingest_transcripts_round_trip(db, tmp_path):
     ]
     # The new copy replaced the old one: one source, and the corpus index agrees.
     stats = json.loads(run("corpus", "stats", "--db", corpus, "--json").stdout)
+    private = stats.pop("private_sources")
     assert stats == {"sources": 1, "conversations": 2, "turns": 4, "duplicates": 0,
         "duplicate_conversations": 0}
+    assert [(s["path"], s["turns"]) for s in private] == [(f"transcripts:{db.resolve()}", 4)]
     assert run("corpus", "search", "raining", "--db", corpus).stdout == ""
     with TranscriptStore(db) as store:
         store.rate("good", conversation_id=2)

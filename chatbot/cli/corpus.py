@@ -22,11 +22,17 @@ from chatbot.corpus.ingest import (
 )
 from chatbot.corpus.split import SPLIT_BY, SPLITS
 from chatbot.corpus.store import CorpusStore
-from chatbot.corpus.types import DEFAULT_GAP_SECONDS, DEFAULT_MIN_TURNS, ReadOptions
+from chatbot.corpus.types import (
+    CHAT_GAP_SECONDS,
+    DEFAULT_GAP_SECONDS,
+    DEFAULT_MIN_TURNS,
+    ReadOptions,
+)
 from chatbot.errors import ChatbotError
 
 MAX_WARNINGS_SHOWN = 20
 MAX_NAMES_SHOWN = 3  # names listed in a line about skipped files
+MAX_PRIVATE_SHOWN = 20  # private sources `corpus stats` names (--json: all)
 # Show a progress bar only for work that takes a while.
 PROGRESS_MIN_BYTES = 16 << 20
 
@@ -125,9 +131,9 @@ def _describe(result: FileResult) -> str:
 @click.option("--format", "format_name", type=click.Choice(sorted(FORMATS)), default=None,
               help="Read every file as this format instead of detecting it.")
 @click.option("--encoding", default=None, help="Text encoding of the files (default: detect).")
-@click.option("--gap", "gap_seconds", type=click.FloatRange(min=0), default=DEFAULT_GAP_SECONDS,
-              show_default=True, help="Subtitles: a silence this long (seconds) ends a "
-              "conversation.")
+@click.option("--gap", "gap_seconds", type=click.FloatRange(min=0), default=None,
+              help="A silence this long (seconds) ends a conversation (default: "
+              f"{DEFAULT_GAP_SECONDS:g} for subtitles, {CHAT_GAP_SECONDS:g} for chat exports).")
 @click.option("--min-turns", type=click.IntRange(min=1), default=DEFAULT_MIN_TURNS,
               show_default=True, help="Drop (and count) conversations with fewer turns.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
@@ -187,8 +193,10 @@ def ingest(paths, db_path, format_name, encoding, gap_seconds, min_turns, jobs, 
     total += _size(transcripts_path) if transcripts_path is not None else 0
     show_bar = sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES
     report = IngestReport()
-    # A corpus that receives chat transcripts is private from the start.
-    with CorpusStore(corpus_db(db_path), private=transcripts_path is not None) as store, \
+    # A corpus that receives chat transcripts or exports is private from the start (one
+    # that finds a chat export among its inputs is made so before it goes in).
+    private = transcripts_path is not None or (fmt is not None and ingesting.is_private(fmt))
+    with CorpusStore(corpus_db(db_path), private=private) as store, \
             click.progressbar(
         length=total, file=sys.stderr, label="ingesting", show_eta=True,
         hidden=not show_bar,
@@ -277,14 +285,15 @@ def _size(path: Path) -> int:
 
 @click.group()
 def corpus() -> None:
-    """Look at the corpus store: stats, show, search, export."""
+    """Look at the corpus store: stats, show, search, speakers, export, rm."""
 
 
 @corpus.command()
 @db_option
 @json_option
 def stats(db_path, as_json):
-    """Count sources, conversations and turns.
+    """Count sources, conversations and turns, and name the sources that are private
+    data (chat transcripts and exports: `chatbot corpus rm SOURCE` deletes one).
 
     \b
     Example:
@@ -292,8 +301,9 @@ def stats(db_path, as_json):
     """
     with _open_existing(db_path) as store:
         counts = store.stats()
+        private = store.private_sources()
         if as_json:
-            click.echo(json.dumps(counts))
+            click.echo(json.dumps({**counts, "private_sources": private}, ensure_ascii=False))
             return
         click.echo(f"{_count(counts['sources'], 'source')}, "
                    f"{_count(counts['conversations'], 'conversation')}, "
@@ -310,6 +320,23 @@ def stats(db_path, as_json):
             click.echo(f"  {row['format']:<16} {sources:>6} {_noun(sources, 'source'):<7} "
                        f"{conversations:>9} {_noun(conversations, 'conversation'):<13} "
                        f"{turns:>10} {_noun(turns, 'turn'):<5}{dupes}".rstrip())
+        if private:
+            click.echo(f"private data ({_mode(store.path)}): {_count(len(private), 'source')} "
+                       "of chat transcripts or exports (`chatbot corpus rm SOURCE` deletes one)")
+            for row in private[:MAX_PRIVATE_SHOWN]:
+                click.echo(f"  {row['id']:>6}  {row['path']}  ({row['format']}, "
+                           f"{_count(row['conversations'], 'conversation')})")
+            if len(private) > MAX_PRIVATE_SHOWN:
+                click.echo(f"  ... and {len(private) - MAX_PRIVATE_SHOWN} more (--json lists "
+                           "them all)")
+
+
+def _mode(path: Path) -> str:
+    """How private a file is, in words: "mode 0600", or a warning when others can read it."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        return f"mode {mode:04o}: others can read it; chmod 600 {path}"
+    return f"mode {mode:04o}"
 
 
 @corpus.command()
@@ -337,6 +364,12 @@ def show(conversation_id, db_path, as_json):
 
 
 def _clock(ms: int) -> str:
+    """A subtitle's time into its film, or a chat message's date and time (chat exports
+    store times since the epoch: anything past a day is one)."""
+    if ms >= 86_400_000:
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
     seconds, millis = divmod(ms, 1000)
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
@@ -365,6 +398,76 @@ def search(query, db_path, limit, as_json):
         click.echo(f"{hit['conversation_id']}:{hit['position']}  {hit['snippet']}")
     if not hits:
         click.echo("no matches", err=True)
+
+
+@corpus.command()
+@db_option
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many speakers, most turns first.")
+@json_option
+def speakers(db_path, limit, as_json):
+    """List who speaks in the corpus, by turns, most first (to find your own name).
+
+    Turns with no speaker (most subtitles and books) are not listed; a line on stderr
+    counts them. --json prints a list of {"speaker", "turns", "conversations"}.
+
+    \b
+    Example:
+        chatbot corpus speakers -n 10
+    """
+    with _open_existing(db_path) as store:
+        found, unnamed = store.speakers()
+    if as_json:
+        click.echo(json.dumps(found[:limit], ensure_ascii=False))
+        return
+    width = max((len(f"{row['turns']:,}") for row in found[:limit]), default=1)
+    for row in found[:limit]:
+        click.echo(f"{row['turns']:>{width},} {_noun(row['turns'], 'turn'):<5}  "
+                   f"{_count(row['conversations'], 'conversation', grouped=True):<20} "
+                   f"{row['speaker']}".rstrip())
+    notes = []
+    if len(found) > limit:
+        notes.append(f"{_count(len(found) - limit, 'more speaker', grouped=True)} not shown "
+                     "(-n N shows more)")
+    if unnamed:
+        notes.append(f"{_count(unnamed, 'turn', grouped=True)} with no speaker not listed")
+    if not found:
+        notes.insert(0, "no speakers named in the corpus")
+    if notes:
+        click.echo("; ".join(notes), err=True)
+
+
+@corpus.command()
+@click.argument("source")
+@db_option
+@json_option
+def rm(source, db_path, as_json):
+    """Delete a source with its conversations, turns and search entries, for good.
+
+    SOURCE is the path as the store records it (absolute; ARCHIVE!member for an
+    archive's member: `chatbot corpus stats` lists the private ones with their ids), a
+    path from here, an archive or a folder (all that was read from it), or the source's
+    id. Films stored as duplicates of it go too, so that ingesting them again stores
+    them.
+
+    \b
+    Example:
+        chatbot corpus rm "$(chatbot transcripts path)"   # the chats taken in
+        chatbot corpus rm 12 --json
+    """
+    with _open_existing(db_path) as store:
+        removed = store.remove(source)
+    if as_json:
+        click.echo(json.dumps(removed.as_json(), ensure_ascii=False))
+        return
+    for row in removed.sources:
+        private = ", private" if row["private"] else ""
+        click.echo(f"removed {row['path']} ({row['format']}{private}): "
+                   f"{_count(row['conversations'] or 0, 'conversation')}, "
+                   f"{_count(row['turns'] or 0, 'turn')}")
+    if removed.duplicates:
+        click.echo(f"removed {_count(removed.duplicates, 'duplicate file')} recorded as "
+                   "repeating it")
 
 
 @corpus.command()

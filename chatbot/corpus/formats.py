@@ -24,6 +24,9 @@ class Format:
     name: str
     extensions: tuple[str, ...]
     description: str
+    # Its sources are private data (someone's chats): the store records them as such
+    # and the corpus file is made readable by its owner only.
+    private: bool = False
 
     @property
     def module(self):
@@ -35,6 +38,8 @@ class Format:
         return self.module.read
 
 
+# Where formats share an extension, the first listed is the one a file of that extension
+# is read as when its content says nothing more specific (see `detect`).
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
@@ -49,6 +54,10 @@ FORMATS: dict[str, Format] = {
         Format("dailydialog", (), "DailyDialog (utterances separated by __eou__)"),
         Format("chatterbot_yaml", (".yml", ".yaml"), "ChatterBot corpus YAML"),
         Format("chitchat", (".json",), "chitchat-dataset dataset.json"),
+        Format("whatsapp", (".txt",), "a WhatsApp chat export (.txt, or the app's .zip)",
+               private=True),
+        Format("telegram", (".json",), "a Telegram Desktop JSON export (result.json)",
+               private=True),
         Format("tsv", (".tsv",), "tab-separated sentence pairs (Anki/manythings)"),
         Format("jsonl", (".jsonl",), "this project's JSONL export"),
     )
@@ -61,6 +70,20 @@ _CORNELL_LINE = re.compile(r"^[Lu]\d+ \+\+\+\$\+\+\+ ", re.MULTILINE)
 # OPUS's <document id="..."> root, after an optional XML declaration and comments.
 _OPUS_DOCUMENT = re.compile(r"<document[\s>]")
 _SRT_TIMING = re.compile(r"^\s*\d+:\d{1,2}:\d{1,2}[,.]\d{1,3}\s*-+>", re.MULTILINE)
+# A WhatsApp export's first line: "12/24/23, 9:41 PM - " (Android) or "[24/12/2023,
+# 21:41:07] " (iOS), maybe after U+200E (chatbot/corpus/readers/whatsapp.py reads them).
+_WHATSAPP_LINE = re.compile(
+    r"[\u200e\u200f]*(?:\[\d{1,4}([./-])\d{1,2}\1\d{1,4},?\s+\d{1,2}[:.]\d{2}(?:[:.]\d{2})?"
+    r"(?:\s*[AaPp]\.?\s?[Mm]\.?)?\]\s"
+    r"|\d{1,4}([./-])\d{1,2}\2\d{1,4},?\s+\d{1,2}[:.]\d{2}(?:[:.]\d{2})?"
+    r"(?:\s*[AaPp]\.?\s?[Mm]\.?)?\s+[-\u2013]\s)")
+# Telegram Desktop's result.json: a full-account export opens with "about"; a single
+# chat's with its "name", "type" and "id" (saved messages: no name). Further in, any
+# export has "date_unixtime" (since 2021) or a chats list.
+_TELEGRAM_OPENING = re.compile(
+    r'\{\s*(?:"about"\s*:|(?:"name"\s*:\s*(?:"(?:[^"\\]|\\.)*"|null)\s*,\s*)?'
+    r'"type"\s*:\s*"[a-z_]*"\s*,\s*"id"\s*:)')
+_TELEGRAM_INSIDE = re.compile(r'"date_unixtime"\s*:|"chats"\s*:\s*\{\s*"(?:about|list)"\s*:')
 
 
 def format_named(name: str) -> Format:
@@ -86,6 +109,8 @@ def sniff(head: bytes) -> Format | None:
     """The format the content looks like, or None."""
     text = _head_text(head)
     stripped = text.lstrip()
+    if _WHATSAPP_LINE.match(stripped):
+        return FORMATS["whatsapp"]
     if stripped.startswith("WEBVTT"):
         return FORMATS["vtt"]
     if "[Script Info]" in text[:4096] or "[Events]" in text:
@@ -101,6 +126,8 @@ def sniff(head: bytes) -> Format | None:
     if stripped.startswith("<") and _OPUS_DOCUMENT.search(text[:4096]):
         return FORMATS["opus"]
     if stripped.startswith("{"):
+        if _TELEGRAM_OPENING.match(stripped) or _TELEGRAM_INSIDE.search(text[:8192]):
+            return FORMATS["telegram"]
         first = stripped.split("\n", 1)[0]
         if '"turns"' in first:
             return FORMATS["jsonl"]
@@ -118,7 +145,10 @@ def detect(path: Path, head: bytes) -> Format:
     """The format of a file: from its extension, else from its content."""
     suffix = path.suffix.lower()
     by_extension = next((f for f in FORMATS.values() if suffix in f.extensions), None)
-    # .txt and .xml say little (prose or a dialogue set; OPUS or TTML): content first.
+    # .txt and .xml say little (prose, a dialogue set or a chat; OPUS or TTML): content
+    # first. A .json is chitchat-dataset's unless it is a Telegram export.
+    if by_extension is not None and by_extension.name == "chitchat":
+        return FORMATS["telegram"] if sniff(head) is FORMATS["telegram"] else by_extension
     if by_extension is not None and by_extension.name not in ("novel", "opus"):
         return by_extension
     found = sniff(head)

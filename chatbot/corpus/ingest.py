@@ -146,6 +146,14 @@ def source_meta(name: str, fmt: str, sha256: str) -> SourceMeta:
     return SourceMeta(work, layout.language, layout.year, layout.imdb_id)
 
 
+def is_private(fmt: Format | str) -> bool:
+    """Whether a format's sources are private data (chat exports): the store records
+    them as such and is made readable by its owner only before they go in."""
+    if isinstance(fmt, str):
+        fmt = format_named(fmt)
+    return bool(getattr(fmt, "private", False))
+
+
 @contextmanager
 def _rare_collections() -> Iterator[None]:
     """Run the cyclic garbage collector rarely for a while: reading makes millions of
@@ -175,7 +183,7 @@ def _read_here(store: CorpusStore, blob: Blob, options: ReadOptions, fmt: Format
                 blob.stored_name, digest, fmt.name, encoding_of(source, fmt),
                 read_conversations(source, fmt, options), options.min_turns,
                 meta=source_meta(blob.name, fmt.name, digest), keep_duplicates=keep_duplicates,
-                sketch=Sketcher() if fmt.name in WORK_FORMATS else None,
+                sketch=Sketcher() if fmt.name in WORK_FORMATS else None, private=is_private(fmt),
             )
     except ReaderError as e:
         result.error = str(e)
@@ -208,13 +216,14 @@ def _store_read(store: CorpusStore, blob: Blob, data: bytes, options: ReadOption
             return _read_here(store, blob, options, format_named(fmt), keep_duplicates)
         # Another release of a stored film: recorded as its duplicate, with nothing to read.
         return result.count(store.add_source(
-            blob.stored_name, digest, fmt, encoding, [], options.min_turns, meta=meta))
+            blob.stored_name, digest, fmt, encoding, [], options.min_turns, meta=meta,
+            private=is_private(fmt)))
     conversations, sketch = outcome[4], outcome[5]
     try:
         counts = store.add_source(
             blob.stored_name, digest, fmt, encoding, conversations, options.min_turns,
             meta=source_meta(blob.name, fmt, digest), keep_duplicates=keep_duplicates,
-            sketch=sketch)
+            sketch=sketch, private=is_private(fmt))
     except ChatbotError as e:
         result.error = str(e)
         return result

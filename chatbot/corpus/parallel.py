@@ -54,7 +54,7 @@ class ReadJob:
 
     format_name: str | None
     encoding: str | None
-    gap_seconds: float
+    gap_seconds: float | None  # None: the format's own default
     min_turns: int
     db_path: str | None  # the store, read-only: inputs stored already are not parsed
     keep_duplicates: bool
@@ -121,7 +121,7 @@ def content_digest(blob: Blob, own: str, fmt: Format) -> str:
 
 # Formats whose parser decodes the bytes itself (JSON is UTF; XML declares its encoding;
 # an EPUB is a zip of XML).
-_SELF_DECODING = frozenset({"chitchat", "ttml", "opus", "epub"})
+_SELF_DECODING = frozenset({"chitchat", "telegram", "ttml", "opus", "epub"})
 
 
 def encoding_of(source: Source, fmt: Format) -> str | None:

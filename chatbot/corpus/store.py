@@ -6,7 +6,9 @@ as one transaction, so an error or a kill halfway through a file leaves nothing 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from typing import Any
 
 from sqlite_utils import Database, Migrations
 
+from chatbot.corpus.blob import MEMBER_SEPARATOR
 from chatbot.corpus.bulk_write import BatchWriter
 from chatbot.corpus.dedup import (
     NEAR_DUPLICATE_JACCARD,
@@ -125,6 +128,24 @@ def m003_works_and_duplicates(db: Database) -> None:
     db["sketches"].create_index(["source_id"])
 
 
+# The formats that held private chats when m004 was written: their sources in an
+# existing store are private data (the ingester marks new ones from their Format).
+_PRIVATE_FORMATS_AT_M004 = ("transcripts", "whatsapp", "telegram")
+
+
+@migrations()
+def m004_private_sources(db: Database) -> None:
+    """Whether each source is private data (chat transcripts, chat exports): `corpus
+    stats` names those, and a store holding any is kept readable by its owner only.
+    Existing stores upgrade in place: their transcripts are private data."""
+    db["sources"].add_column("private", int, not_null_default=0)
+    marks = ", ".join("?" for _ in _PRIVATE_FORMATS_AT_M004)
+    db.execute(f"UPDATE sources SET private = 1 WHERE format IN ({marks})",
+               _PRIVATE_FORMATS_AT_M004)
+    # Partial: finding whether a store holds private data costs nothing on opening it.
+    db.execute("CREATE INDEX sources_private ON sources (id) WHERE private = 1")
+
+
 @dataclass(frozen=True)
 class SourceMeta:
     """What a source says about itself beyond its content: the work it belongs to (None:
@@ -151,6 +172,22 @@ class SourceCounts:
     duplicate_of: str | None = None
 
 
+@dataclass(frozen=True)
+class RemovedSources:
+    """What `CorpusStore.remove` took out: the sources named (id, path, format,
+    private, conversations, turns), the duplicate records of them removed with them,
+    and the rows deleted."""
+
+    sources: list[dict[str, Any]]
+    duplicates: int = 0
+    conversations: int = 0
+    turns: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"sources": self.sources, "duplicates": self.duplicates,
+                "conversations": self.conversations, "turns": self.turns}
+
+
 class _Duplicate(Exception):
     """Internal: the source turned out to be a near-duplicate; undo its conversations."""
 
@@ -163,8 +200,10 @@ class CorpusStore:
     """A corpus database file. Opening it applies pending migrations.
 
     `private=True` makes the file (and its -wal and -shm files) readable by its owner
-    only, as a corpus that holds chat transcripts must be (`make_private` does the same
-    later). Another program's database, or a transcripts file, is refused unchanged.
+    only, as a corpus that holds chat transcripts or exports must be (`make_private`
+    does the same later; storing a private source does it first, and so does opening
+    a store that holds one, where the file is this user's). Another program's
+    database, or a transcripts file, is refused unchanged.
     """
 
     def __init__(self, path: Path | str, *, private: bool = False) -> None:
@@ -172,6 +211,14 @@ class CorpusStore:
         self.path = Path(path)
         self.db = open_database(self.path, migrations, noun="corpus database",
                                 private=private)
+        if not private and self.holds_private_data():
+            with contextlib.suppress(ChatbotError):  # another user's file: theirs to mind
+                self.make_private()
+
+    def holds_private_data(self) -> bool:
+        """Whether any source is private data (chat transcripts, chat exports)."""
+        return self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM sources WHERE private = 1)").fetchone()[0] == 1
 
     def make_private(self) -> None:
         """Narrow the file and its -wal and -shm files to mode 0600 (before private
@@ -201,17 +248,121 @@ class CorpusStore:
         return rows[0] if rows else None
 
     def remove_source(self, path: str) -> None:
-        """Delete the sources named `path` with their conversations and turns (inside the
-        caller's transaction). Write statements only: the first takes the write lock at
-        once, where a read first could not upgrade after another process had written. The
-        turn delete trigger keeps the full-text index in step."""
+        """Delete the sources named `path` with their conversations, turns and sketches
+        (inside the caller's transaction). Write statements only: the first takes the
+        write lock at once, where a read first could not upgrade after another process
+        had written. The turn delete trigger keeps the full-text index in step."""
         conn = self.db.conn
         conn.execute(
             "DELETE FROM turns WHERE conversation_id IN (SELECT c.id FROM conversations c "
             "JOIN sources s ON s.id = c.source_id WHERE s.path = ?)", [path])
         conn.execute("DELETE FROM conversations WHERE source_id IN "
                      "(SELECT id FROM sources WHERE path = ?)", [path])
+        conn.execute("DELETE FROM sketches WHERE source_id IN "
+                     "(SELECT id FROM sources WHERE path = ?)", [path])
         conn.execute("DELETE FROM sources WHERE path = ?", [path])
+
+    def remove(self, name: str) -> RemovedSources:
+        """Delete the sources `name` names (see `_named`) with their conversations,
+        turns, full-text index entries and sketches, and the records of the films
+        stored as their duplicates, in one transaction; ChatbotError if it names none.
+
+        What is deleted does not linger in the file: deleted content is overwritten
+        (`secure_delete`), the write-ahead log is emptied afterwards (once no other
+        connection reads an older snapshot of it), and where private data goes the
+        full-text index is merged, so that no entry of a removed turn stays behind in an
+        old segment of it.
+        """
+        conn = self.db.conn
+        (secure,) = conn.execute("PRAGMA secure_delete").fetchone()
+        conn.execute("PRAGMA secure_delete = ON")
+        try:
+            # The write lock first: what is read next stays true until the commit.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                sources = self._named(name)
+                if not sources:
+                    raise ChatbotError(f"no source {name!r} in {self.path}: give its path "
+                                       "as the store records it, or its id")
+                removed = self._delete_sources([s["id"] for s in sources])
+                if any(s["private"] for s in sources):
+                    # Merged into one segment, the index keeps no entry of a removed turn
+                    # (about 2 s a million turns of the store: only for private data).
+                    conn.execute("INSERT INTO turns_fts (turns_fts) VALUES ('optimize')")
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        except sqlite3.OperationalError as e:
+            raise ChatbotError(f"{self.path}: cannot write the corpus database: {e}") from None
+        finally:
+            conn.execute(f"PRAGMA secure_delete = {int(secure)}")
+        self._empty_wal()
+        for source in sources:
+            source["private"] = bool(source["private"])
+        return RemovedSources(sources, *removed)
+
+    def _empty_wal(self) -> None:
+        """Copy the write-ahead log into the file and cut it to nothing, without waiting:
+        where another connection reads an older snapshot, its closing does it later."""
+        conn = self.db.conn
+        (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+
+    def _named(self, name: str) -> list[dict[str, Any]]:
+        """The sources `name` names: those stored under that path (as `corpus stats`
+        shows it), else the source of that id, else those stored under the path it
+        names from here (a relative path, a transcripts file, ARCHIVE!member), else
+        the members of the archive it names, else those read from within the folder it
+        names."""
+        columns = "id, path, format, private, conversations, turns"
+        found = self.db.execute(f"SELECT {columns} FROM sources WHERE path = ? ORDER BY id",
+                                [name]).fetchall()
+        if not found and name.isdigit():
+            found = self.db.execute(f"SELECT {columns} FROM sources WHERE id = ?",
+                                    [int(name)]).fetchall()
+        if not found:
+            names = _stored_names(name)
+            marks = ", ".join("?" for _ in names)
+            found = self.db.execute(f"SELECT {columns} FROM sources WHERE path IN ({marks}) "
+                                    "ORDER BY id", names).fetchall()
+        if not found and MEMBER_SEPARATOR not in name:
+            archive = _stored_names(name)[0] + MEMBER_SEPARATOR
+            found = self.db.execute(f"SELECT {columns} FROM sources WHERE substr(path, 1, ?) "
+                                    "= ? ORDER BY id", [len(archive), archive]).fetchall()
+        if not found and Path(name).expanduser().is_dir():
+            folder = os.path.join(_stored_names(name)[0], "")  # with its final separator
+            found = self.db.execute(f"SELECT {columns} FROM sources WHERE substr(path, 1, ?) "
+                                    "= ? ORDER BY id", [len(folder), folder]).fetchall()
+        keys = columns.split(", ")
+        return [dict(zip(keys, row, strict=True)) for row in found]
+
+    def _delete_sources(self, ids: list[int]) -> tuple[int, int, int]:
+        """Delete these sources, their rows and their duplicates' records (inside the
+        caller's transaction): (duplicate records, conversations, turns) deleted."""
+        conn = self.db.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS removing (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.removing")
+        conn.executemany("INSERT OR IGNORE INTO temp.removing (id) VALUES (?)", ((i,) for i in ids))
+        duplicates = conn.execute(
+            "INSERT OR IGNORE INTO temp.removing (id) SELECT id FROM sources WHERE "
+            "duplicate_of IN "
+            "(SELECT id FROM temp.removing)").rowcount
+        turns = conn.execute(
+            "DELETE FROM turns WHERE conversation_id IN (SELECT id FROM conversations WHERE "
+            "source_id IN (SELECT id FROM temp.removing))").rowcount
+        conversations = conn.execute(
+            "DELETE FROM conversations WHERE source_id IN (SELECT id FROM temp.removing)"
+        ).rowcount
+        conn.execute("DELETE FROM sketches WHERE source_id IN (SELECT id FROM temp.removing)")
+        conn.execute("DELETE FROM sources WHERE id IN (SELECT id FROM temp.removing)")
+        conn.execute("DELETE FROM temp.removing")
+        return duplicates, conversations, turns
 
     def add_source(
         self,
@@ -225,6 +376,7 @@ class CorpusStore:
         meta: SourceMeta = SourceMeta(),
         keep_duplicates: bool = False,
         sketch: list[int] | Sketcher | None = None,
+        private: bool = False,
     ) -> SourceCounts:
         """Store one source and its conversations in a single transaction.
 
@@ -237,9 +389,12 @@ class CorpusStore:
         a duplicate of it with no conversations. `keep_duplicates` stores everything; a
         near-duplicate then joins the work of the film it repeats, so that the two never
         straddle a split. If the iterable raises, the transaction is rolled back and the
-        error propagates.
+        error propagates. A `private` source (chat transcripts, a chat export) is recorded
+        as private data, and the file is made readable by its owner only before it goes in.
         """
         conn = self.db.conn
+        if private:
+            self.make_private()
         try:
             with self.db.atomic():
                 try:
@@ -247,10 +402,11 @@ class CorpusStore:
                     # and ids read next are ours to continue from.
                     source_id = conn.execute(
                         "INSERT INTO sources (path, sha256, format, encoding, ingested_at, "
-                        "work, language, year, imdb_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "work, language, year, imdb_id, private) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (path, sha256, fmt, encoding,
                          datetime.now(UTC).isoformat(timespec="seconds"), meta.work,
-                         meta.language, meta.year, meta.imdb_id),
+                         meta.language, meta.year, meta.imdb_id, int(private)),
                     ).lastrowid
                 except sqlite3.IntegrityError:
                     known = self.source_with_digest(sha256)
@@ -383,6 +539,26 @@ class CorpusStore:
             )
         )
 
+    def private_sources(self) -> list[dict[str, Any]]:
+        """The sources that are private data (chat transcripts, chat exports), by id:
+        id, path, format, conversations, turns."""
+        return list(self.db.query(
+            "SELECT id, path, format, COALESCE(conversations, 0) AS conversations, "
+            "COALESCE(turns, 0) AS turns FROM sources WHERE private = 1 ORDER BY id"))
+
+    def speakers(self) -> tuple[list[dict[str, Any]], int]:
+        """Every speaker named in the store with their turns and the conversations they
+        speak in, most turns first (ties by name); and the turns with no speaker."""
+        speakers, unnamed = [], 0
+        for row in self.db.query(  # one pass over the turns
+                "SELECT speaker, COUNT(*) AS turns, COUNT(DISTINCT conversation_id) AS "
+                "conversations FROM turns GROUP BY speaker ORDER BY turns DESC, speaker"):
+            if row["speaker"]:
+                speakers.append(row)
+            else:  # NULL, or an empty name
+                unnamed += row["turns"]
+        return speakers, unnamed
+
     def conversation(self, conversation_id: int) -> dict[str, Any]:
         """One conversation with its source path and turns; ChatbotError if there is none."""
         rows = list(
@@ -457,6 +633,17 @@ _SPLIT_KEYS = {
     "work": f"COALESCE(s.work, {_CONVERSATION_KEY})",
     "conversation": _CONVERSATION_KEY,
 }
+
+
+def _stored_names(name: str) -> list[str]:
+    """The names the store may record for a path given from here: the absolute path
+    (of the archive, for ARCHIVE!member), and a transcripts file's source name."""
+    archive, separator, member = name.partition(MEMBER_SEPARATOR)
+    if separator and not Path(name).exists():
+        absolute = str(Path(archive).expanduser().resolve()) + separator + member
+    else:
+        absolute = str(Path(name).expanduser().resolve())
+    return [absolute, f"transcripts:{absolute}"]
 
 
 def _split_key(split_by: str) -> str:

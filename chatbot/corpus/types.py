@@ -9,6 +9,8 @@ from typing import NamedTuple
 # Subtitles: a silence longer than this (seconds) between two spoken cues ends a
 # conversation. Chosen from real files: see chatbot/corpus/subtitles/segment.py.
 DEFAULT_GAP_SECONDS = 5.0
+# Chat exports (WhatsApp, Telegram): an hour without a message ends a conversation.
+CHAT_GAP_SECONDS = 3600.0
 DEFAULT_MIN_TURNS = 2
 
 # Formats whose sources are works (a film, a book): train and validation are split by
@@ -46,10 +48,15 @@ class ReadOptions:
     """Options shared by all readers; each reader uses those that apply to it."""
 
     encoding: str | None = None  # None: detect (BOM, UTF-8, then charset-normalizer)
-    gap_seconds: float = DEFAULT_GAP_SECONDS
+    gap_seconds: float | None = None  # None: the format's own (see gap())
     min_turns: int = DEFAULT_MIN_TURNS
     warn: Callable[[str], None] = _ignore  # receives "file:line: message" warnings
     progress: Callable[[int], None] = _ignore  # receives bytes read so far in this file
     # Set by the ingester on a second try when a subtitle file is too far out of order
     # for streaming: cues then go through an on-disk sort.
     sort_externally: bool = False
+
+    def gap(self, default: float) -> float:
+        """The silence (seconds) that ends a conversation: the one given, else the
+        reading format's own `default` (DEFAULT_GAP_SECONDS, CHAT_GAP_SECONDS)."""
+        return default if self.gap_seconds is None else self.gap_seconds

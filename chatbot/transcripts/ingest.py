@@ -30,8 +30,9 @@ def ingest_transcripts(
     unchanged transcripts (with the same filter) does nothing. When they have changed,
     the new conversations replace the ones an earlier run took from the same file, in
     the same transaction: chats that grew are not counted twice, and a failure leaves
-    the earlier copy in place. The corpus then holds private chats: it is made readable
-    by its owner only (mode 0600, with its -wal and -shm files) before they go in.
+    the earlier copy in place. The corpus then holds private chats: the source is recorded
+    as private data, and the file is made readable by its owner only (mode 0600, with
+    its -wal and -shm files) before they go in.
     """
     result = FileResult(Path(path), format=FORMAT)
     try:
@@ -48,7 +49,8 @@ def ingest_transcripts(
         name = source_name(Path(path))
         with corpus.db.atomic():
             corpus.remove_source(name)
-            counts = corpus.add_source(name, digest, FORMAT, None, conversations, min_turns)
+            counts = corpus.add_source(name, digest, FORMAT, None, conversations, min_turns,
+                                       private=True)
     except ChatbotError as e:
         result.error = str(e)
         return result

@@ -9,7 +9,7 @@ from chatbot.corpus.source import Source
 from chatbot.corpus.subtitles import child
 from chatbot.corpus.subtitles.cue import ordered
 from chatbot.corpus.subtitles.segment import cleaned, segment
-from chatbot.corpus.types import Conversation, ReadOptions
+from chatbot.corpus.types import DEFAULT_GAP_SECONDS, Conversation, ReadOptions
 
 
 def conversations(
@@ -21,4 +21,4 @@ def conversations(
         cues = child.cleaned_in_child(parse, source)
     else:
         cues = cleaned(parse(source))
-    return segment(ordered(cues, options.sort_externally), options.gap_seconds)
+    return segment(ordered(cues, options.sort_externally), options.gap(DEFAULT_GAP_SECONDS))
