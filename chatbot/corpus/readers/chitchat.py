@@ -39,7 +39,7 @@ def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
                     options.progress(f.tell())
         except (ijson.JSONError, UnicodeDecodeError, ValueError) as e:
             # ValueError/UnicodeDecodeError: what the pure-Python backends raise instead.
-            raise ReaderError(source.path, f"invalid JSON: {_first_line(e)}") from None
+            raise ReaderError(source.path, f"invalid JSON: {json_error_line(e)}") from None
         options.progress(f.tell())
 
 
@@ -80,7 +80,7 @@ def _flatten(groups: list[Any]) -> Iterator[Any]:
             yield group
 
 
-def _first_line(error: Exception) -> str:
+def json_error_line(error: Exception) -> str:
     """yajl's messages span lines (a snippet and a caret); a ReaderError is one line."""
     message = error.args[0] if error.args else error
     if isinstance(message, bytes):

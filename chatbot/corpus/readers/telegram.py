@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 import ijson
 
+from chatbot.corpus.readers.chitchat import json_error_line
 from chatbot.corpus.readers.whatsapp import Message, clean, conversations
 from chatbot.corpus.source import Source
 from chatbot.corpus.types import CHAT_GAP_SECONDS, Conversation, ReadOptions
@@ -64,7 +65,7 @@ def read(source: Source, options: ReadOptions) -> Iterator[Conversation]:
                 yield from conversations(kept, gap)
         except (ijson.JSONError, UnicodeDecodeError, ValueError) as e:
             # ValueError/UnicodeDecodeError: what the pure-Python backends raise instead.
-            raise ReaderError(source.path, f"invalid JSON: {_first_line(e)}") from None
+            raise ReaderError(source.path, f"invalid JSON: {json_error_line(e)}") from None
         options.progress(f.tell())
     if not chats[0]:
         raise ReaderError(source.path, SHAPE)
@@ -133,12 +134,3 @@ def _time_ms(raw: dict[str, Any]) -> int | None:
     except (TypeError, ValueError):
         pass
     return None
-
-
-def _first_line(error: Exception) -> str:
-    """yajl's messages span lines (a snippet and a caret); a ReaderError is one line."""
-    message = error.args[0] if error.args else error
-    if isinstance(message, bytes):
-        message = message.decode("utf-8", "replace")
-    lines = str(message).strip().splitlines()
-    return lines[0].strip() if lines else type(error).__name__
