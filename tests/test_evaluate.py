@@ -171,7 +171,9 @@ def test_eval_reports_every_metric_and_training_s_perplexity(trained, valid_repo
     assert set(report) == {"split", "exchanges", "tokens", "perplexity",
                            "perplexity_no_context", "ngram_perplexity", "unknown_rate",
                            "token_accuracy", "replies", "distinct_1", "distinct_2",
-                           "avg_reply_tokens", "generic_rate", "bleu"}
+                           "distinct_1_reference", "distinct_2_reference",
+                           "avg_reply_tokens", "generic_rate", "bleu", "hits_at_1",
+                           "hits_at_1_no_context", "hits_at_1_pmi", "hits_at_1_pmi_no_context"}
     # The very figure Trainer.evaluate("valid") gave when the model was exported.
     assert report["perplexity"] == pytest.approx(loaded.metadata["valid_perplexity"],
                                                  rel=1e-5)
@@ -183,6 +185,11 @@ def test_eval_reports_every_metric_and_training_s_perplexity(trained, valid_repo
     assert 0 < report["distinct_1"] <= 1 and 0 <= report["distinct_2"] <= 1
     assert 1 <= report["avg_reply_tokens"] <= 40
     assert 10 / 30 <= report["generic_rate"] <= 1 and 0 <= report["bleu"] <= 100
+    # People's replies to the same turns, measured the same way.
+    assert 0 < report["distinct_2_reference"] <= 1 and 0 < report["distinct_1_reference"] <= 1
+    for name in ("hits_at_1", "hits_at_1_no_context", "hits_at_1_pmi",
+                 "hits_at_1_pmi_no_context"):
+        assert 0 <= report[name] <= 1, name
     assert {stage for stage, _, _ in seen} == {"n-gram", "perplexity", "replies"}
     assert seen[-1] == ("replies", 30, 30)
 

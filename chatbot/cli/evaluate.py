@@ -88,7 +88,9 @@ def eval_command(db_path, model_dir, split, max_exchanges, as_json):
                f"{fmt(result['tokens'])} target tokens")
     rows = [("perplexity", 2), ("perplexity_no_context", 2), ("ngram_perplexity", 2),
             ("unknown_rate", 3), ("token_accuracy", 3), ("replies", 0), ("distinct_1", 3),
-            ("distinct_2", 3), ("avg_reply_tokens", 1), ("generic_rate", 3), ("bleu", 2)]
+            ("distinct_2", 3), ("distinct_1_reference", 3), ("distinct_2_reference", 3),
+            ("avg_reply_tokens", 1), ("generic_rate", 3), ("bleu", 2), ("hits_at_1", 3),
+            ("hits_at_1_no_context", 3), ("hits_at_1_pmi", 3), ("hits_at_1_pmi_no_context", 3)]
     for name, digits in rows:
         click.echo(f"  {name:<22} {fmt(result[name], digits):>10}")
     if split != "valid":

@@ -19,6 +19,7 @@ stable hash (`in_split`), so `valid` never holds a conversation the model traine
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from chatbot.evaluate.ngram import KneserNeyTrigram
 from chatbot.model.directory import ModelDirectory
 from chatbot.model.exchanges import Exchange, pad_ids
 from chatbot.model.loss import perplexity
-from chatbot.text.tokenizer import UNK_ID
+from chatbot.text.tokenizer import PAD_ID, UNK_ID
 from chatbot.train.data import conversations, lanes
 from chatbot.train.options import read_options
 
@@ -42,7 +43,11 @@ Progress = Callable[[str, int, int], None]
 
 KEYS = ("split", "exchanges", "tokens", "perplexity", "perplexity_no_context",
         "ngram_perplexity", "unknown_rate", "token_accuracy", "replies", "distinct_1", "distinct_2",
-        "avg_reply_tokens", "generic_rate", "bleu")
+        "distinct_1_reference", "distinct_2_reference", "avg_reply_tokens", "generic_rate",
+        "bleu", "hits_at_1", "hits_at_1_no_context", "hits_at_1_pmi",
+        "hits_at_1_pmi_no_context")
+CANDIDATES = 10  # hits@1: the true reply against 9 from other conversations (ConvAI2's)
+_RANK_ROWS = 160  # candidate rows scored together
 _REPLY_BATCH = 32  # replies decoded together
 _WALK_ROWS = 64  # conversations walked side by side for the replies' states
 
@@ -274,15 +279,19 @@ def _reply_metrics(loaded: ModelDirectory, step: Callable,
             count += bool(e.target_out)
         chosen.append(kept)
     items.close()  # the rest of the split is not needed: let go of the store now
-    empty = {"replies": 0, "distinct_1": None, "distinct_2": None, "avg_reply_tokens": None,
-             "generic_rate": None, "bleu": None}
+    empty = {"replies": 0, "distinct_1": None, "distinct_2": None,
+             "distinct_1_reference": None, "distinct_2_reference": None,
+             "avg_reply_tokens": None, "generic_rate": None, "bleu": None,
+             **dict.fromkeys(RANKINGS)}
     if not count:
         return empty
     report("replies", 0, count)  # the search compiles first: show the stage has begun
     walked = teacher_states(loaded.model, step, chosen)
     every = [e for c in chosen for e in c]
+    owners = [n for n, c in enumerate(chosen) for e in c if e.target_out]
     flat = [e for e in every if e.target_out]
     states = [s for s, e in zip(walked, every, strict=True) if e.target_out]
+    ranked = hits_at_1(loaded.model, flat, states, owners)
     # Greedy, with the anti-generic settings the model recommends (metadata "decoding").
     responder = Responder(loaded, settings or for_model(loaded.metadata, method="greedy"))
     decode = loaded.tokenizer.decode
@@ -300,6 +309,104 @@ def _reply_metrics(loaded: ModelDirectory, step: Callable,
     return {"replies": count,
             "distinct_1": metrics.distinct_n(hypotheses, 1),
             "distinct_2": metrics.distinct_n(hypotheses, 2),
+            # The same measures over the real replies: the ratio holds at any sample size.
+            "distinct_1_reference": metrics.distinct_n(references, 1),
+            "distinct_2_reference": metrics.distinct_n(references, 2),
+            **ranked,
             "avg_reply_tokens": sum(lengths) / count,
             "generic_rate": metrics.generic_rate([" ".join(h) for h in hypotheses]),
             "bleu": metrics.corpus_bleu(hypotheses, references)}
+
+
+RANKINGS = ("hits_at_1", "hits_at_1_no_context", "hits_at_1_pmi", "hits_at_1_pmi_no_context")
+
+
+def distractors(owners: list[int], replies: list[Any], seed: int = 0
+                ) -> list[list[int]] | None:
+    """For each exchange, the indices of CANDIDATES - 1 others from other conversations
+    whose replies differ from its own and from each other (a fixed seed: every model
+    meets the same ones); None when some exchange cannot have that many."""
+    rng = random.Random(seed)
+    picked = []
+    for i, owner in enumerate(owners):
+        pool = [j for j in range(len(owners)) if owners[j] != owner]
+        rng.shuffle(pool)
+        chosen: list[int] = []
+        seen = {replies[i]}
+        for j in pool:
+            if replies[j] not in seen:
+                seen.add(replies[j])
+                chosen.append(j)
+                if len(chosen) == CANDIDATES - 1:
+                    break
+        if len(chosen) < CANDIDATES - 1:
+            return None
+        picked.append(chosen)
+    return picked
+
+
+def hits_at_1(model: Any, flat: list[Exchange], states: list[list[np.ndarray]],
+              owners: list[int]) -> dict[str, float | None]:
+    """How often each scorer ranks the true reply first among CANDIDATES (the others
+    drawn from other conversations, each a different reply): log p(reply | turn, state)
+    with the carried state and with zeros, and PMI, that minus log p(reply) from an
+    empty turn and a fresh state. A tie is a miss. All None when the exchanges hold too
+    few different replies."""
+    others = distractors(owners, [tuple(e.target_out) for e in flat]) if flat else None
+    if others is None:
+        return dict.fromkeys(RANKINGS)
+    score = _compile_row_scores(model)
+    zero = [np.zeros_like(s) for s in states[0]]
+    lm_source = [PAD_ID]  # the empty turn the anti-LM uses (chatbot.decode.step)
+    hits = dict.fromkeys(RANKINGS, 0)
+    per_chunk = max(1, _RANK_ROWS // CANDIDATES)
+    for start in range(0, len(flat), per_chunk):
+        rows = range(start, min(start + per_chunk, len(flat)))
+        sources, targets_in, targets_out, carried, zeros, empties = [], [], [], [], [], []
+        for i in rows:
+            for j in [i, *others[i]]:  # the true reply first
+                sources.append(flat[i].source)
+                targets_in.append(flat[j].target_in)
+                targets_out.append(flat[j].target_out)
+                carried.append(states[i])
+                zeros.append(zero)
+                empties.append(lm_source)
+        batch = (pad_ids(sources), pad_ids(targets_in), pad_ids(targets_out))
+
+        def run(sources: Any, state_rows: list, batch: tuple = batch) -> np.ndarray:
+            stacked = tuple(np.concatenate([row[k] for row in state_rows])
+                            for k in range(len(zero)))
+            return np.asarray(score(sources, batch[1], batch[2], stacked)).reshape(
+                -1, CANDIDATES)
+
+        with_context = run(batch[0], carried)
+        without = run(batch[0], zeros)
+        prior = run(pad_ids(empties), zeros)
+        for name, table in (("hits_at_1", with_context), ("hits_at_1_no_context", without),
+                            ("hits_at_1_pmi", with_context - prior),
+                            ("hits_at_1_pmi_no_context", without - prior)):
+            hits[name] += int(np.sum(table[:, 0] > table[:, 1:].max(axis=1)))
+    return {name: hits[name] / len(flat) for name in RANKINGS}
+
+
+def _compile_row_scores(model: Any) -> Callable:
+    """log p(target | source, state) of each row: the sum over its real target tokens."""
+    import tensorflow as tf
+
+    c = model.config_
+    ids = tf.TensorSpec((None, None), tf.int32)
+    states = tuple(tf.TensorSpec((None, c.hidden_dim), tf.float32)
+                   for _ in range(c.depths[1] * c.state_size))
+
+    @tf.function(input_signature=(ids, ids, ids, states))
+    def score(source, target_in, target_out, state):
+        keep = tf.zeros_like(source[:, 0], dtype=tf.bool)  # the state given, not reset
+        features, _ = model.exchange({"source": source, "target_in": target_in,
+                                      "reset": keep, "state": list(state)})
+        logits = model.output_layer(features)  # (N, T, V)
+        logp = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target_out,
+                                                                logits=logits)
+        real = tf.cast(tf.not_equal(target_out, PAD_ID), tf.float32)
+        return tf.reduce_sum(logp * real, axis=1)
+
+    return score
