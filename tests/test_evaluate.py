@@ -304,6 +304,27 @@ def test_eval_json_cli(trained, valid_report):
     assert out.pop("split") == "valid"
     numbers = {k: v for k, v in report.items() if k != "split"}
     assert out == pytest.approx(numbers, rel=1e-6)  # greedy replies are deterministic
+
+
+def test_eval_decodes_as_told(trained, valid_report):
+    """The decoding options of `chatbot chat` choose how eval's replies are made: the
+    reply metrics are those of beam replies, the rest does not depend on them."""
+    from chatbot.decode.settings import for_model
+    from chatbot.evaluate.run import evaluate
+
+    db, loaded = trained
+    result = CliRunner().invoke(cli, ["eval", "--db", str(db), "--model", str(loaded.path),
+                                      "--max-exchanges", "30", "--decode", "beam",
+                                      "--beam-size", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.splitlines()[-1])
+    beam = evaluate(loaded, db, "valid", max_exchanges=30,
+                    settings=for_model(loaded.metadata, method="beam", beam_size=3))
+    assert out.pop("split") == beam.pop("split") == "valid"
+    assert out == pytest.approx(beam, rel=1e-6)  # beam replies are deterministic too
+    report, _ = valid_report  # greedy
+    for name in ("perplexity", "hits_at_1", "hits_at_1_pmi", "distinct_2_reference"):
+        assert out[name] == pytest.approx(report[name], rel=1e-6), name
     missing = CliRunner().invoke(cli, ["eval", "--db", str(db), "--model", str(db.parent)])
     assert missing.exit_code == 1 and "not a complete model directory" in missing.stderr
 

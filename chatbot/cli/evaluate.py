@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from chatbot.cli.format import StatusLine, fmt
-from chatbot.cli.options import corpus_db, db_option, json_option
+from chatbot.cli.options import corpus_db, db_option, decode_options, json_option
 from chatbot.corpus.split import SPLITS
 
 # What each stage of `evaluate` counts (its progress callback's stage names).
@@ -36,8 +36,10 @@ def _load(path: Path) -> Any:
               help="Conversations to measure on (the model's own train/valid split).")
 @click.option("--max-exchanges", type=click.IntRange(min=0), default=200, show_default=True,
               metavar="N", help="Exchanges replied to for the reply metrics.")
+@decode_options
 @json_option
-def eval_command(db_path, model_dir, split, max_exchanges, as_json):
+def eval_command(db_path, model_dir, split, max_exchanges, method, beam_size, temperature,
+                 top_k, top_p, as_json):
     """Measure a model on the corpus: perplexity, a baseline, and its replies.
 
     \b
@@ -45,15 +47,19 @@ def eval_command(db_path, model_dir, split, max_exchanges, as_json):
         chatbot eval --db corpus.db --model models/mine
         chatbot eval --db corpus.db --model models/mine --split train --max-exchanges 500
         chatbot eval --db corpus.db --model models/mine --json | tail -1 | jq .perplexity
+        chatbot eval --db corpus.db --model models/mine --decode beam --beam-size 5
 
     perplexity is per real target token with the conversation state carried as in
     training; perplexity_no_context resets it at every exchange (the gap is what
     context is worth); ngram_perplexity is a Kneser-Ney trigram fitted on the training
     split with the model's tokenizer, on the same tokens; unknown_rate is the share of
-    them outside the model's vocabulary. token_accuracy counts argmax hits. Over greedy
-    replies to the split's first N exchanges: distinct_1/2 (distinct n-grams over all),
-    avg_reply_tokens, generic_rate (share of replies among the 10 most frequent) and
-    corpus BLEU-4 (0-100, sacrebleu's) against the real replies. The split uses
+    them outside the model's vocabulary. token_accuracy counts argmax hits. Over the
+    replies to the split's first N exchanges (greedy with the model's recommended
+    constraints, unless the decoding options say otherwise): distinct_1/2 (distinct
+    n-grams over all; *_reference: the same over the real replies), avg_reply_tokens,
+    generic_rate (share of replies among the 10 most frequent) and corpus BLEU-4 (0-100,
+    sacrebleu's) against the real replies; hits_at_1 (the true reply ranked first
+    among 10, by likelihood or PMI, with and without the context). The split uses
     the model's saved --valid-fraction, so valid holds no training conversation; a split
     with no exchanges is an error (exit status 1). On a terminal, a progress line on
     stderr follows each stage.
@@ -76,7 +82,15 @@ def eval_command(db_path, model_dir, split, max_exchanges, as_json):
             from chatbot.model import directory
 
             loaded = directory.load(path)
-            result = evaluate(loaded, db, split, max_exchanges,
+            given = {"method": method, "beam_size": beam_size, "temperature": temperature,
+                     "top_k": top_k, "top_p": top_p}
+            given = {k: v for k, v in given.items() if v is not None}
+            settings = None
+            if given:  # the default's constraints, with the decoding given
+                from chatbot.decode.settings import for_model
+
+                settings = for_model(loaded.metadata, **{"method": "greedy", **given})
+            result = evaluate(loaded, db, split, max_exchanges, settings=settings,
                               progress=lambda stage, done, total: status.progress(
                                   STAGES.get(stage, stage), done, total))
     finally:
