@@ -246,7 +246,8 @@ def test_kill_9_mid_ingest_leaves_a_usable_store(tmp_path):
     assert json.loads(finished.stdout.splitlines()[-1])["unchanged"] == len(stored)
 
 
-@pytest.mark.parametrize("args", [["corpus", "stats", "--help"], ["ingest", "--help"]])
+@pytest.mark.parametrize("args", [["corpus", "stats", "--help"], ["ingest", "--help"],
+                                  ["corpus", "speakers", "--help"], ["corpus", "rm", "--help"]])
 def test_corpus_paths_do_not_import_tensorflow(args):
     code = (
         f"import sys; from chatbot.cli import main; sys.argv = ['chatbot'] + {args!r}\n"

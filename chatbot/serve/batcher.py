@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -90,10 +90,6 @@ class Batcher:
         first = None if before is None else (list(before[0]), list(before[1]))
         return await self._submit(_Item("reply", list(source), state, self._future(),
                                         settings=settings, before=first))
-
-    async def run(self, function: Callable[[], Any]) -> Any:
-        """Run `function` on the model's thread (for work that is not batched)."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, function)
 
     def close(self) -> None:
         if self._task is not None:

@@ -44,7 +44,6 @@ class Choice:
 @dataclass(frozen=True)
 class Made:
     choices: tuple[Choice, ...]
-    exchanges: int  # teacher-forced exchanges this request needed (0 or 1 when cached)
 
 
 class Engine:
@@ -65,7 +64,6 @@ class Engine:
         known = list(turns)
         if cached is not None and cached.ids is not None:
             known[first] = Turn(known[first].role, known[first].text, cached.ids)
-        exchanges = len(turns) - 1 - first
         # All but the newest exchange on their own (a cache miss); the newest goes with the
         # reply, in the same batch.
         for k in range(first, len(turns) - 2):
@@ -73,7 +71,7 @@ class Engine:
                                                target_ids(r, known[k + 1]), state)
             self.cache.put(chain[k + 2], Cached(state))
         before = None
-        if exchanges:
+        if first < len(turns) - 1:  # an exchange since the cached state
             before = (source_ids(r, known[-2]), target_ids(r, known[-1]))
         source = source_ids(r, known[-1])
         choices, start = await self._choose(source, state, settings, n, before)
@@ -83,7 +81,7 @@ class Engine:
             # Each choice under its own digest: the client continues with whichever it keeps.
             self.cache.put(next_digest(chain[-1], "bot", choice.text),
                            Cached(choice.state, choice.ids))
-        return Made(tuple(choices), exchanges)
+        return Made(tuple(choices))
 
     async def _choose(self, source: list[int], state: Any, settings: DecodeSettings,
                       n: int, before: Any) -> tuple[list[Choice], Any]:

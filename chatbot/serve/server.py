@@ -111,7 +111,7 @@ def serve(config: ServeConfig) -> int:
                 loading.service.store.close()
 
     app = create_app(loading, options, lifespan)
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False,
+    server = _uvicorn_server(uvicorn.Config(app, log_level="warning", access_log=False,
                                     timeout_graceful_shutdown=None, lifespan="on"))
     print(f"Serving on {url_of(sock)}", flush=True)
     print(f"loading the model {config.model_dir} ...", file=sys.stderr, flush=True)
@@ -153,21 +153,16 @@ def _make_service(config: ServeConfig) -> Any:
                    max_conversations=config.max_conversations)
 
 
-class _Server:
+def _uvicorn_server(config: Any) -> Any:
     """uvicorn's server, exiting 0 after a signal (it re-raises the signal by default)."""
+    import uvicorn
 
-    def __new__(cls, config: Any) -> Any:
-        import uvicorn
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                # Ctrl-C and SIGTERM are how a service is stopped: not a failure.
+                self._captured_signals.clear()
 
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                with super().capture_signals():
-                    yield
-                    # Ctrl-C and SIGTERM are how a service is stopped: not a failure.
-                    self._captured_signals.clear()
-
-        return Server(config)
-
-
-
+    return Server(config)
