@@ -194,27 +194,34 @@ def test_eval_reports_every_metric_and_training_s_perplexity(trained, valid_repo
     assert seen[-1] == ("replies", 30, 30)
 
 
-def test_eval_shows_progress_from_the_start(trained, monkeypatch):
-    """Each stage is reported before its first slow step: the n-gram stage before the
-    store is read at all (a corpus of millions of turns takes a while to start)."""
+def test_eval_shows_progress_from_the_start(trained, monkeypatch, tmp_path):
+    """Each stage is reported before its first slow step: tokenizing the corpus into its
+    token cache (on first use) before the store is read at all (a corpus of millions of
+    turns takes a while to start), and the n-gram stage before its first conversation."""
+    import shutil
+
     from chatbot.corpus.store import CorpusStore
     from chatbot.evaluate.run import evaluate
 
     db, loaded = trained
+    db = shutil.copyfile(db, tmp_path / "fresh.db")  # no token cache beside it yet
     events: list[tuple] = []
-    reads = CorpusStore.iter_turn_texts
+    reads = CorpusStore.iter_turn_rows
 
     def read(self, *args, **kwargs):
         events.append(("read",))
         return reads(self, *args, **kwargs)
 
-    monkeypatch.setattr(CorpusStore, "iter_turn_texts", read)
+    monkeypatch.setattr(CorpusStore, "iter_turn_rows", read)
     with CorpusStore(db) as store:
-        total = store.stats()["conversations"]
+        total, turns = store.stats()["conversations"], store.stats()["turns"]
     evaluate(loaded, db, "valid", max_exchanges=2, progress=lambda *p: events.append(p))
-    assert events[0] == ("n-gram", 0, total) and events[1] == ("read",)
+    assert events[0] == ("tokens", 0, turns) and events[1] == ("read",)
+    assert ("tokens", turns, turns) in events
+    stage, done, train = events[events.index(("tokens", turns, turns)) + 1]
+    assert (stage, done) == ("n-gram", 0) and 0 < train < total  # the train split's
     stages = [e[0] for e in events if e[0] != "read"]
-    for stage in ("n-gram", "perplexity", "replies"):
+    for stage in ("tokens", "n-gram", "perplexity", "replies"):
         first = next(e for e in events if e[0] == stage)
         assert first[1] == 0, (stage, first)  # shown as begun before any work is done
     assert stages.index("perplexity") > stages.index("n-gram")

@@ -14,7 +14,8 @@ from chatbot.cli.options import corpus_db, db_option, decode_options, json_optio
 from chatbot.corpus.split import SPLITS
 
 # What each stage of `evaluate` counts (its progress callback's stage names).
-STAGES = {"n-gram": "conversations (n-gram counts)",
+STAGES = {"tokens": "turns tokenized (the token cache, once)",
+          "n-gram": "conversations (n-gram counts)",
           "perplexity": "conversations (perplexity)", "replies": "replies"}
 
 
@@ -92,7 +93,8 @@ def eval_command(db_path, model_dir, split, max_exchanges, method, beam_size, te
                 settings = for_model(loaded.metadata, **{"method": "greedy", **given})
             result = evaluate(loaded, db, split, max_exchanges, settings=settings,
                               progress=lambda stage, done, total: status.progress(
-                                  STAGES.get(stage, stage), done, total))
+                                  STAGES.get(stage, stage), done, total),
+                              say=lambda line: click.echo(line, err=True))
     finally:
         status.close()
     if as_json:

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from chatbot.cli import format
+from chatbot.cli.format import StatusLine
 from chatbot.cli.options import corpus_db, db_option, json_option
 from chatbot.corpus.split import SPLIT_BY
 from chatbot.model.config import CELLS, FAMILIES, SCORES, ModelConfig
@@ -127,6 +128,14 @@ def _option(*names: str, field: str, **kwargs: Any):
               "stderr is not a terminal.")
 @_option("--strategy", field="strategy", type=click.Choice(STRATEGIES),
          help="mirrored: all local GPUs; multiworker: the hosts in TF_CONFIG.")
+@click.option("--token-cache", "token_cache", default=None,
+              type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="The corpus tokenized once (built when missing or stale). Default: "
+                   "beside the corpus, CORPUS.tokens/. Workers given a built one need no "
+                   "corpus.")
+@_option("--mixed-precision/--no-mixed-precision", field="mixed_precision",
+         help="Compute in float16 on GPUs (with loss scaling), bfloat16 on CPUs; weights, "
+              "loss and the carried state stay float32.")
 @json_option
 def train(resume: bool, as_json: bool, **params: Any) -> None:
     """Train a conversational model on the corpus store.
@@ -162,6 +171,17 @@ def train(resume: bool, as_json: bool, **params: Any) -> None:
     live = sys.stderr.isatty()
     trainer: Trainer | None = None
 
+    status = StatusLine(live)
+
+    def on_note(line: str) -> None:
+        status.close()
+        click.echo(line, err=True)
+
+    def on_tokenize(done: int, total: int) -> None:
+        status.progress("turns tokenized (the token cache, once)", done, total)
+        if done >= total:
+            status.close()
+
     def on_step(p: Progress) -> None:
         if live:
             if not as_json:
@@ -174,12 +194,14 @@ def train(resume: bool, as_json: bool, **params: Any) -> None:
             given = {RENAMED.get(name, name): value for name, value in params.items()
                      if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
                      and name != "model_dir"}
-            trainer = Trainer.resume(model_dir, on_step=on_step, **given)
+            trainer = Trainer.resume(model_dir, on_step=on_step, on_note=on_note,
+                                     on_tokenize=on_tokenize, **given)
         else:
             values["db"] = corpus_db(values["db"])
             options = TrainOptions(**{f.name: values[f.name] for f in fields(TrainOptions)})
             config = ModelConfig(**{f.name: values[f.name] for f in fields(ModelConfig)})
-            trainer = Trainer(options, config, on_step=on_step)
+            trainer = Trainer(options, config, on_step=on_step, on_note=on_note,
+                              on_tokenize=on_tokenize)
     again = f"chatbot train --model {shlex.quote(str(model_dir))} --resume"
     try:
         result = trainer.run()

@@ -20,6 +20,12 @@ def in_split(key: str, split: str, valid_fraction: float) -> bool:
     """
     if split == "all":
         return True
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    is_valid = int.from_bytes(digest, "big") / 2**64 < valid_fraction
+    is_valid = split_value(key) < valid_fraction
     return is_valid if split == "valid" else not is_valid
+
+
+def split_value(key: str) -> float:
+    """The key's place in [0, 1): conversations below the valid fraction are `valid`.
+    (The token cache stores it, so a split there is one comparison per conversation.)"""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64

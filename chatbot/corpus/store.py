@@ -7,8 +7,10 @@ as one transaction, so an error or a kill halfway through a file leaves nothing 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -298,6 +300,9 @@ class CorpusStore:
         finally:
             conn.execute(f"PRAGMA secure_delete = {int(secure)}")
         self._empty_wal()
+        # The default token caches hold the removed turns as token ids: gone too (they
+        # are rebuilt from what is left when next needed).
+        shutil.rmtree(token_caches(self.path), ignore_errors=True)
         for source in sources:
             source["private"] = bool(source["private"])
         return RemovedSources(sources, *removed)
@@ -626,6 +631,38 @@ class CorpusStore:
         )
         for (split_key, _), group in itertools.groupby(rows, key=lambda r: r[:2]):
             yield split_key, [text for _, _, text in group]
+
+    def iter_turn_rows(self) -> Iterator[tuple[int, str, str, str, str | None]]:
+        """(conversation id, work split key, conversation split key, text, speaker) for
+        every turn, streamed in conversation id and position order: what the token
+        cache is built from (both split keys, so either split can be taken there)."""
+        yield from self.db.conn.execute(
+            f"SELECT c.id, {_SPLIT_KEYS['work']}, {_SPLIT_KEYS['conversation']}, t.text, "
+            "t.speaker FROM conversations c JOIN sources s ON s.id = c.source_id "
+            "JOIN turns t ON t.conversation_id = c.id ORDER BY c.id, t.position")
+
+    def content_digest(self) -> str:
+        """A digest that changes when the conversations change: the sources (each with
+        its content's sha256 and work), and the count and last id of the conversations
+        and of the turns (an ingest, `corpus rm` and duplicate removal all move those).
+        Cheap: no turn text is read."""
+        digest = hashlib.sha256()
+        for row in self.db.conn.execute(
+                "SELECT id, sha256, COALESCE(work, ''), COALESCE(duplicate_of, 0), "
+                "COALESCE(conversations, 0), COALESCE(turns, 0) FROM sources ORDER BY id"):
+            digest.update(repr(row).encode())
+        for table in ("conversations", "turns"):
+            row = self.db.conn.execute(
+                f"SELECT COUNT(*), COALESCE(MAX(rowid), 0) FROM {table}").fetchone()
+            digest.update(f"{table}:{row!r}".encode())
+        return digest.hexdigest()
+
+
+def token_caches(db: Path | str) -> Path:
+    """Where the corpus' token caches live by default (chatbot.train.token_cache):
+    CORPUS.tokens/ beside the corpus file."""
+    db = Path(db)
+    return db.with_name(db.name + ".tokens")
 
 
 _CONVERSATION_KEY = "s.sha256 || ':' || c.position"

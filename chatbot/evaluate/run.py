@@ -34,11 +34,13 @@ from chatbot.model.directory import ModelDirectory
 from chatbot.model.exchanges import Exchange, pad_ids
 from chatbot.model.loss import perplexity
 from chatbot.text.tokenizer import PAD_ID, UNK_ID
-from chatbot.train.data import conversations, lanes
+from chatbot.train import token_cache
+from chatbot.train.data import lanes
 from chatbot.train.options import read_options
 
-# stage ("n-gram", "perplexity", "replies"), done, total; each stage is reported with
-# done 0 before its first (possibly slow) step
+# stage ("tokens": the token cache built, on first use; "n-gram", "perplexity",
+# "replies"), done, total; each stage is reported with done 0 before its first (possibly
+# slow) step
 Progress = Callable[[str, int, int], None]
 
 KEYS = ("split", "exchanges", "tokens", "perplexity", "perplexity_no_context",
@@ -67,13 +69,16 @@ def reply_as(metadata: dict[str, Any]) -> tuple[str, ...]:
 
 def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "valid",
              max_exchanges: int = 200, progress: Progress | None = None,
-             settings: Any = None) -> dict[str, Any]:
+             settings: Any = None, say: Callable[[str], None] | None = None
+             ) -> dict[str, Any]:
     """Every metric of `chatbot eval` for `model` on `split` of the corpus `db`.
 
     `settings` (a DecodeSettings) picks how replies are decoded; by default greedy, with
     the anti-generic settings the model recommends (its metadata's "decoding").
     A split with no exchanges is a ChatbotError (found before the n-gram is fitted); the
-    reply metrics are None when `max_exchanges` is 0.
+    reply metrics are None when `max_exchanges` is 0. The exchanges are read from the
+    corpus' token cache (chatbot.train.token_cache), built on first use; `say` gets the
+    line saying why an unusable one is rebuilt.
     """
     from chatbot.corpus.store import CorpusStore
     from chatbot.model import directory
@@ -92,21 +97,27 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
     report = progress or (lambda stage, done, total: None)
     with CorpusStore(db) as store:
         total = store.stats()["conversations"]
-    report("n-gram", 0, total)  # reading starts with a query over the whole store
+    # The corpus tokenized once by this model's tokenizer (built on first use).
+    cache = token_cache.ensure(db, tokenizer, progress=lambda done, all_: report(
+        "tokens", done, all_), say=say)
+    report("n-gram", 0, int(cache.in_split("train", valid_fraction, split_by).sum()))
 
     def read(stage: str | None, which: str) -> Iterator[list[Exchange]]:
         """The split's conversations as exchanges, counted for the progress display
         when a stage is named."""
-        with CorpusStore(db) as store:
-            source = _Counted(store, stage, total, report) if stage else store
-            yield from conversations(source, tokenizer, which, valid_fraction, max_len, split_by,
-                                     speakers)
+        count = int(cache.in_split(which, valid_fraction, split_by).sum())
+        for done, item in enumerate(cache.exchanges(which, valid_fraction, max_len, split_by,
+                                                    speakers), start=1):
+            yield item
+            if stage:
+                report(stage, done, count)
 
     _require_exchanges(read(None, split), db, split, valid_fraction, total)
     ngram = KneserNeyTrigram.fit(
         (e.target_out for c in read("n-gram", "train") for e in c if e.target_out),
         tokenizer.vocab_size)
-    report("perplexity", 0, total)  # the step compiles first
+    # The step compiles first.
+    report("perplexity", 0, int(cache.in_split(split, valid_fraction, split_by).sum()))
     step = _compile_step(loaded.model)
     scores = _score(loaded.model, step, read("perplexity", split), ngram, batch_size)
     replies = _reply_metrics(loaded, step, read(None, split), max_exchanges, settings, report)
@@ -128,26 +139,6 @@ def _require_exchanges(items: Generator[list[Exchange], None, None], db: Path | 
              "books, dialogues) goes to valid" if split != "all" else f"{total:,} conversations")
     raise ChatbotError(f"{db}: the {split} split has no exchanges to measure ({where}); "
                        "ingest more works or choose another --split")
-
-
-class _Counted:
-    """A store that reports each conversation it hands out (for the progress display)."""
-
-    def __init__(self, store: Any, stage: str, total: int, report: Progress) -> None:
-        self.store, self.stage, self.total, self.report = store, stage, total, report
-
-    def iter_turn_texts(self, split_by: str) -> Iterator[tuple[str, list[str]]]:
-        for done, item in enumerate(self.store.iter_turn_texts(split_by), start=1):
-            yield item
-            self.report(self.stage, done, self.total)
-
-    def iter_conversations(self, split: str, valid_fraction: float, split_by: str
-                           ) -> Iterator[Any]:
-        # Only the split's conversations come out: the count shows the split's progress.
-        for done, item in enumerate(self.store.iter_conversations(split, valid_fraction,
-                                                                  split_by), start=1):
-            yield item
-            self.report(self.stage, done, self.total)
 
 
 def _compile_step(model: Any) -> Callable:

@@ -11,6 +11,12 @@ product per step. This computes the same function with the layer's own weights:
 Outputs are zeros at padded positions, and a row's final state is the state after its
 last token (what Keras returns with a mask). Sequences are padded at the end only, as
 every batch here is. On a GPU, Keras' cuDNN kernel is faster, so it is used there.
+
+Under mixed precision (bfloat16 on the CPU) it computes in the layer's compute dtype, as
+Keras would, rather than stepping aside: measured on a 2-core AVX2 CPU without native
+bfloat16, a bfloat16 training step (the whole seq2seq model, hidden 64 to 256, batch 16 to
+32) took 0.7-0.8x the time it took through Keras' own bfloat16 LSTM. (Both are slower than
+float32 there, 0.65-0.8x its speed: such CPUs convert bfloat16 for every product.)
 """
 
 from __future__ import annotations
@@ -48,7 +54,11 @@ def run(layer: Any, x: Any, mask: Any, initial: list, training: bool = False):
     if not layer.built:
         layer.build(tuple(x.shape))
     cell = layer.cell
-    x = tf.convert_to_tensor(x)
+    # In the layer's compute dtype, as Keras' own call would (bfloat16 under the CPU's
+    # mixed precision): inputs, initial state and weights alike, the variables staying
+    # float32 (the casts' gradients bring theirs back to float32).
+    dtype = layer.compute_dtype
+    x = tf.cast(x, dtype)
     width = tf.shape(x)[1]
     if training and cell.dropout > 0.0:
         # Keras' input dropout: one mask per row, the same at every step.
@@ -61,10 +71,11 @@ def run(layer: Any, x: Any, mask: Any, initial: list, training: bool = False):
     x = tf.pad(x, [[0, 0], [0, tf.maximum(1 - width, 0)], [0, 0]])
     order = tf.argsort(lengths, direction="DESCENDING", stable=True)
     back = tf.argsort(order)  # the inverse permutation
-    h0, c0 = (tf.gather(tf.convert_to_tensor(s), order) for s in initial)
+    h0, c0 = (tf.gather(tf.cast(s, dtype), order) for s in initial)
     steps = tf.transpose(tf.gather(x, order), [1, 0, 2])  # (T, B, I), rows by length
     sorted_lengths = tf.gather(lengths, order)
-    weights = (tf.convert_to_tensor(w) for w in (cell.kernel, cell.recurrent_kernel, cell.bias))
+    weights = (tf.cast(tf.convert_to_tensor(w), dtype)
+               for w in (cell.kernel, cell.recurrent_kernel, cell.bias))
     outputs, h, c = _packed_lstm(steps, h0, c0, sorted_lengths, *weights)
     outputs = tf.gather(tf.transpose(outputs, [1, 0, 2])[:, :width], back)
     return outputs, [tf.gather(h, back), tf.gather(c, back)]

@@ -21,7 +21,9 @@ def real_token_loss(features, target_out, output_layer):
     import tensorflow as tf
 
     mask = tf.not_equal(target_out, PAD_ID)
-    logits = output_layer(tf.boolean_mask(features, mask))  # (N, V)
+    # Float32 for the softmax, whatever the compute dtype (bfloat16 or float16 under mixed
+    # precision): their few mantissa bits would round the log-probabilities.
+    logits = tf.cast(output_layer(tf.boolean_mask(features, mask)), tf.float32)  # (N, V)
     labels = tf.boolean_mask(target_out, mask)  # (N,)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     return tf.reduce_sum(losses), tf.cast(tf.size(labels), tf.float32)

@@ -209,22 +209,28 @@ class ConversationModel(keras.Model):
     def exchange(self, inputs: dict, training: bool = False):
         """One exchange from explicit state (the dict `call` takes, without held state):
         the decoder's features (B, T, H) and the new state. `output_layer` turns features
-        into logits."""
+        into logits. The state goes in and comes out float32, whatever the compute dtype
+        (the features are in the compute dtype)."""
         source, target_in = inputs["source"], inputs["target_in"]
         state = inputs.get("state")
         if state is None or not self.config_.context_sensitive:
             state = self.zero_state(ops.shape(source)[0])
         elif inputs.get("reset") is not None:
             state = self.reset_rows(list(state), inputs["reset"])
-        encoded = self.encode(source, list(state), training=training)
-        return self.decode_features(target_in, encoded, training=training)
+        # Mixed precision: the state crosses exchanges in float32 (the training lanes, the
+        # checkpoints and chats hold it so), and is in the compute dtype only inside.
+        state = [ops.cast(s, self.compute_dtype) for s in state]
+        encoded = self.encode(source, state, training=training)
+        features, new_state = self.decode_features(target_in, encoded, training=training)
+        return features, [ops.cast(s, "float32") for s in new_state]
 
     def call(self, inputs: dict, training: bool = False):
         held = self._held is not None and inputs.get("state") is None
         if held:
             inputs = {**inputs, "state": [v.value() for v in self._held]}
         features, new_state = self.exchange(inputs, training=training)
-        logits = self.output_layer(features)
+        # Float32 logits whatever the compute dtype: the softmax and the loss need its range.
+        logits = ops.cast(self.output_layer(features), "float32")
         if held:
             for variable, value in zip(self._held, new_state, strict=True):
                 variable.assign(value)

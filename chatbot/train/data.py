@@ -155,8 +155,8 @@ def dataset(make_batches: Callable[[], Iterator[Batch]], batch_size: int) -> Any
     """A tf.data pipeline over the lanes: batches are built in a background thread while
     the previous step runs (prefetch), so the Python side overlaps the compiled step.
 
-    `make_batches` is called inside the pipeline's thread: it must open its own store
-    connection (SQLite connections belong to the thread that made them).
+    `make_batches` is called inside the pipeline's thread: anything it opens (a store
+    connection) must be its own.
     """
     import tensorflow as tf
 

@@ -17,7 +17,7 @@ from typing import Any
 from chatbot.errors import ChatbotError
 from chatbot.train.options import STRATEGIES
 
-__all__ = ["STRATEGIES", "is_chief", "make_strategy"]
+__all__ = ["STRATEGIES", "is_chief", "make_strategy", "worker_shard"]
 
 
 def make_strategy(name: str) -> Any:
@@ -45,6 +45,20 @@ def is_chief(strategy: Any) -> bool:
     # Without a "chief" task, worker 0 is the chief (TensorFlow's convention).
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def worker_shard(strategy: Any) -> tuple[int, int]:
+    """(this host's index, hosts): the chief first, then the workers in TF_CONFIG's
+    order; (0, 1) on one host. Each host reads that share of the token cache."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 0, 1
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs = len(cluster.get("chief", []))
+    hosts = chiefs + len(cluster.get("worker", []))
+    if resolver.task_type == "chief":
+        return 0, hosts
+    return chiefs + int(resolver.task_id), hosts
 
 
 def _cpu_replicas(tf: Any) -> list[str] | None:

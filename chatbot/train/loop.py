@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
 import math
 import re
@@ -149,15 +148,24 @@ class Trainer:
     """
 
     def __init__(self, options: TrainOptions, config: ModelConfig, resume: bool = False,
-                 on_step: Callable[[Progress], None] | None = None) -> None:
-        from chatbot.train.distribute import is_chief, make_strategy
+                 on_step: Callable[[Progress], None] | None = None,
+                 on_note: Callable[[str], None] | None = None,
+                 on_tokenize: Callable[[int, int], None] | None = None) -> None:
+        """`on_note` gets one-line notes as they happen (a token cache rebuilt, and why);
+        `on_tokenize` (turns done, turns in all) while the token cache is built."""
+        from chatbot.train.distribute import is_chief, make_strategy, worker_shard
 
         # The strategy first: MultiWorkerMirroredStrategy must exist before any other op.
         self.strategy = make_strategy(options.strategy)
         self.options, self.on_step = options, on_step
+        self.on_note, self.on_tokenize = on_note, on_tokenize
         self.chief = is_chief(self.strategy)
         self.multiworker = options.strategy == "multiworker"
+        # (index, count): this host's share of the token cache's conversations.
+        self.shard = worker_shard(self.strategy)
         self.per_replica = self._rows_per_replica()
+        # The rows this host feeds: its replicas' (all of them, but with several hosts).
+        self.local_rows = options.batch_size // self.shard[1]
         if resume:
             self.options = self._resumed(config)
         self.tokenizer, self.config = self._prepare_directory(config, resume)
@@ -167,6 +175,7 @@ class Trainer:
         self.work_dir = (Path(self.options.model_dir) if self.chief
                          else Path(tempfile.mkdtemp(prefix="chatbot-")))
         self._interrupts: _DeferredInterrupts | None = None
+        self._walking: Callable | None = None
         self._validated: tuple[int, float | None] | None = None
         try:
             self._restore(resume)
@@ -181,7 +190,9 @@ class Trainer:
 
     @classmethod
     def resume(cls, model_dir: Path | str, *,
-               on_step: Callable[[Progress], None] | None = None, **given: Any) -> Trainer:
+               on_step: Callable[[Progress], None] | None = None,
+               on_note: Callable[[str], None] | None = None,
+               on_tokenize: Callable[[int, int], None] | None = None, **given: Any) -> Trainer:
         """Continue the run in `model_dir` with its saved options and model config.
 
         `given` may name TrainOptions and ModelConfig fields: those a resume may change
@@ -197,7 +208,8 @@ class Trainer:
                        if k not in option_names and k in {f.name for f in fields(ModelConfig)}}
         _require_same_config(model_dir, config, model_given)
         options = resumed_options(read_options(model_dir), model_dir, **given)
-        return cls(options, config, resume=True, on_step=on_step)
+        return cls(options, config, resume=True, on_step=on_step, on_note=on_note,
+                   on_tokenize=on_tokenize)
 
     # --- construction, step by step -------------------------------------------------------
 
@@ -231,7 +243,7 @@ class Trainer:
         o = self.options
         model_dir = Path(o.model_dir)
         if not Path(o.db).exists():
-            raise ChatbotError(f"{o.db}: no corpus database; run `chatbot ingest` first")
+            return self._from_cache_alone(config, resume)
         with CorpusStore(o.db) as store:  # training reads through its own (see _dataset)
             if store.stats()["conversations"] == 0:
                 raise ChatbotError(f"{o.db}: the corpus has no conversation of two turns; "
@@ -252,6 +264,68 @@ class Trainer:
                 tokenizer = fit_tokenizer(o.tokenizer, store, o.vocab_size)
                 config = ModelConfig.from_dict({**config.to_dict(),
                                                 "vocab_size": tokenizer.vocab_size})
+        self.cache = self._token_cache(tokenizer)
+        return self._made_self_describing(tokenizer, config, resume)
+
+    def _token_cache(self, tokenizer: Any) -> Any:
+        """The corpus tokenized by `tokenizer`, built if missing or stale."""
+        from chatbot.train import token_cache
+
+        o = self.options
+        with _writing(Path(o.token_cache) if o.token_cache else Path(o.db).parent):
+            cache = token_cache.ensure(o.db, tokenizer, o.token_cache, self.on_tokenize,
+                                       self.on_note)
+        first, end = token_cache.shard_range(cache, *self.shard)
+        if self.multiworker:
+            self._shard_note = (f"worker {self.shard[0] + 1} of {self.shard[1]} reads "
+                                f"conversations {first}-{end - 1} of {cache.path}")
+        return cache
+
+    def _from_cache_alone(self, config: ModelConfig, resume: bool) -> tuple[Any, ModelConfig]:
+        """No corpus here (a worker given a built --token-cache): the tokenizer and the
+        conversations come from the cache, which is checked but cannot be rebuilt."""
+        from chatbot.text.tokenizer import load_tokenizer
+        from chatbot.train import token_cache
+
+        o = self.options
+        manifest = Path(o.token_cache or "") / token_cache.MANIFEST
+        if o.token_cache is None or not manifest.exists():
+            raise ChatbotError(f"{o.db}: no corpus database; run `chatbot ingest` first "
+                               "(or give --token-cache a built token cache)")
+        try:
+            self.cache = token_cache.open_cache(o.token_cache, shard=self.shard)
+        except token_cache.StaleCache as why:
+            raise ChatbotError(f"{o.token_cache}: the token cache cannot be used ({why}), "
+                               f"and the corpus {o.db} is not here to rebuild it") from None
+        if self.cache.conversation_count == 0:
+            raise ChatbotError(f"{o.token_cache}: the token cache holds no conversation")
+        missing = [n for n in o.reply_as if n not in self.cache.speaker_names]
+        if missing:
+            raise ChatbotError(f"{o.token_cache}: no turns by {', '.join(map(repr, missing))} "
+                               "to learn from")
+        if self.multiworker:
+            first, end = token_cache.shard_range(self.cache, *self.shard)
+            self._shard_note = (f"worker {self.shard[0] + 1} of {self.shard[1]} reads "
+                                f"conversations {first}-{end - 1} of {self.cache.path}")
+        if resume:
+            tokenizer = load_tokenizer(o.model_dir)
+            config = directory.read_config(o.model_dir)
+        else:
+            if self.chief and (Path(o.model_dir) / directory.CONFIG_FILE).exists():
+                raise ChatbotError(f"{o.model_dir}: a model is already there; pass "
+                                   "--resume to continue it, or choose another directory")
+            import keras
+
+            keras.utils.set_random_seed(o.seed)
+            tokenizer = self.cache.tokenizer()
+            config = ModelConfig.from_dict({**config.to_dict(),
+                                            "vocab_size": tokenizer.vocab_size})
+        return self._made_self_describing(tokenizer, config, resume)
+
+    def _made_self_describing(self, tokenizer: Any, config: ModelConfig,
+                              resume: bool) -> tuple[Any, ModelConfig]:
+        """The model directory's tokenizer, config and options written (chief only)."""
+        model_dir = Path(self.options.model_dir)
         if self.chief:
             # Self-describing from the first moment: --resume reads these.
             with _writing(model_dir):
@@ -277,14 +351,19 @@ class Trainer:
         import tensorflow as tf
 
         from chatbot.model.network import ConversationModel
+        from chatbot.train import precision
         from chatbot.train.fused_adam import FusedAdam
 
         o = self.options
+        # Mixed precision (if asked): the policy holds only while this model is built.
+        self.precision = precision.choose(o.mixed_precision)
         with self.strategy.scope():
-            self.model = ConversationModel(self.config)
+            with precision.building(self.precision):
+                self.model = ConversationModel(self.config)
             optimizer_class = {"adam": FusedAdam,
                                "rmsprop": keras.optimizers.RMSprop}[o.optimizer]
-            self.optimizer = optimizer_class(o.learning_rate, global_clipnorm=o.clipnorm)
+            self.optimizer = precision.wrap_optimizer(
+                optimizer_class(o.learning_rate, global_clipnorm=o.clipnorm), self.precision)
             self.optimizer.build(self.model.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -297,9 +376,9 @@ class Trainer:
         self.carry = [tf.Variable(s, trainable=False)
                       for s in self.model.zero_state(o.batch_size)]
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
-            position=self.position, best=self.best, stale=self.stale, carry=self.carry,
-            usual_tokens=self.usual_tokens)
+            model=self.model, step=self.step, epoch=self.epoch, position=self.position,
+            best=self.best, stale=self.stale, carry=self.carry,
+            usual_tokens=self.usual_tokens, **precision.checkpointed(self.optimizer))
 
     def _restore(self, resume: bool) -> None:
         """The checkpoint manager; for a resume, the last checkpoint loaded."""
@@ -332,11 +411,12 @@ class Trainer:
 
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
         rows = self.per_replica
+        local_replicas = self.local_rows // rows  # (replica ids run host by host)
 
         def replica_step(source, target_in, target_out, reset, state, usual):
             context = tf.distribute.get_replica_context()
-            # Every replica gets the global batch and keeps its own rows: lanes stay put.
-            start = context.replica_id_in_sync_group * rows
+            # Every replica gets its host's batch and keeps its own rows: lanes stay put.
+            start = (context.replica_id_in_sync_group % local_replicas) * rows
             source, target_in, target_out, reset = (
                 x[start:start + rows] for x in (source, target_in, target_out, reset))
             inputs = {"source": source, "target_in": target_in, "reset": reset,
@@ -355,6 +435,9 @@ class Trainer:
                 # optimizer sums replicas.
                 total = context.all_reduce(tf.distribute.ReduceOp.SUM, tokens)
                 scaled = loss_sum / tf.maximum(tf.maximum(total, usual), 1.0)
+                # Float16: times the loss scale, so that small gradients survive its
+                # range; apply_gradients divides it out (other runs: unchanged).
+                scaled = optimizer.scale_loss(scaled)
             grads = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return loss_sum, tokens, state
@@ -406,23 +489,44 @@ class Trainer:
     # --- input ------------------------------------------------------------------------------
 
     def _dataset(self, split: str, epoch: int, skip: int = 0) -> Any:
-        from chatbot.corpus.store import CorpusStore
-        from chatbot.train.data import conversations, dataset, lanes, shuffled
+        """This host's batches of `split` from the token cache: the epoch's seeded order
+        (training), its shard of the conversations (several hosts)."""
+        from chatbot.train.data import dataset
+        from chatbot.train.lane_batches import epoch_order, lane_batches
 
         o = self.options
+        targets = self.cache.target_turns(o.reply_as)
+        order = epoch_order(self.cache, split, o.valid_fraction, o.split_by,
+                            seed=o.seed * 100_003 + epoch if split == "train" else None,
+                            shard=self.shard, targets=targets)
 
         def batches():
-            # Closed when the batches end or the pipeline lets go of them (a run that
-            # stops inside an epoch): an open connection would hold a read snapshot.
-            with CorpusStore(o.db) as store:
-                items = conversations(store, self.tokenizer, split, o.valid_fraction,
-                                      o.max_len, o.split_by, o.reply_as)
-                if split == "train":
-                    items = shuffled(items, o.pool, o.seed * 100_003 + epoch)
-                # Resuming inside an epoch: the same seeded order, the done batches skipped.
-                yield from itertools.islice(lanes(items, o.batch_size), skip, None)
+            # Resuming inside an epoch: the same seeded order, the done batches skipped.
+            # With several hosts a shard that ends first goes on with idle batches until
+            # every host's has ended (see _anyone_walking).
+            return lane_batches(self.cache, order, self.local_rows, o.max_len, targets,
+                                pool=o.pool, skip=skip, endless=self.multiworker)
 
-        return dataset(batches, o.batch_size)
+        return dataset(batches, self.local_rows)
+
+    def _anyone_walking(self, target_in: Any) -> bool:
+        """Several hosts: whether any host's batch has a lane still walking (all hosts
+        step together, so they stop together). One host: its batches just end."""
+        if not self.multiworker:
+            return True
+        if self._walking is None:
+            import tensorflow as tf
+
+            strategy = self.strategy
+
+            @tf.function
+            def walking(target_in):
+                local = strategy.run(lambda x: tf.cast(tf.reduce_any(x != 0), tf.int32),
+                                     args=(target_in,))
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, local, axis=None)
+
+            self._walking = walking
+        return int(self._walking(target_in)) > 0
 
     # --- evaluation -------------------------------------------------------------------------
 
@@ -432,6 +536,8 @@ class Trainer:
         loss_sum, tokens = 0.0, 0
         # Each pass opens the store and closes it when the pipeline lets go of its batches.
         for source, target_in, target_out, reset in self._dataset(split, 0):
+            if not self._anyone_walking(target_in):
+                break
             loss, count, state = self._eval_step(source, target_in, target_out, reset,
                                                  state, self.usual_tokens)
             loss_sum, tokens = loss_sum + float(loss), tokens + int(count)
@@ -510,6 +616,8 @@ class Trainer:
         mark = time.perf_counter()
         epoch = int(self.epoch.numpy())
         for index, batch in enumerate(self._dataset("train", epoch, skip), start=skip):
+            if not self._anyone_walking(batch[1]):
+                break
             # One unit: the update, then its bookkeeping; a Ctrl-C waits for both.
             loss, count, state = self._train_step(*batch, state, self.usual_tokens)
             meter.add(float(loss), int(count), time.perf_counter() - mark)
@@ -592,6 +700,7 @@ class Trainer:
         result.valid_perplexity = valid
         result.tokens_per_second = meter.rate
         if self.multiworker:
+            result.messages.append(self._shard_note)
             role = "chief" if self.chief else "worker"
             result.messages.append(f"{role} done at step {result.steps}; weights digest "
                                    f"{self.weights_digest()}")

@@ -66,11 +66,20 @@ class TrainOptions:
     # Only these speakers' turns are targets (a bot that answers as one person); the
     # state still runs through every turn. Empty: every turn after the first.
     reply_as: tuple[str, ...] = ()
+    # Where the corpus' token cache lives (chatbot/train/token_cache.py); None: beside the
+    # corpus (CORPUS.tokens/). Its content is fixed by the corpus and the tokenizer, so
+    # the place may change on a resume (a worker's copy, say).
+    token_cache: Path | None = field(default=None, metadata=_MAY_CHANGE)
+    # Float16 (GPU, with loss scaling) or bfloat16 (CPU) compute; variables, the loss,
+    # the softmax and the state carried between exchanges stay float32.
+    mixed_precision: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db", Path(self.db))
         object.__setattr__(self, "model_dir", Path(self.model_dir))
         object.__setattr__(self, "reply_as", tuple(self.reply_as))
+        if self.token_cache is not None:
+            object.__setattr__(self, "token_cache", Path(self.token_cache))
         if any(not isinstance(n, str) or not n.strip() for n in self.reply_as):
             raise ChatbotError("--reply-as: give a speaker's name as `chatbot corpus "
                                "speakers` lists it")
@@ -183,8 +192,12 @@ def _same(name: str, given: Any, saved: Any) -> bool:
 def _typed(name: str, value: Any, where: str) -> Any:
     """A saved value as its field's type; strings (the older form) are parsed."""
     kind = str(_FIELDS[name].type)
-    if kind == "int | None" and value in (None, "None"):
+    if kind in ("int | None", "Path | None") and value in (None, "None"):
         return None
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "bool" and value in ("True", "False"):
+        return value == "True"
     if kind == "tuple[str, ...]" and isinstance(value, list | tuple) and all(
             isinstance(v, str) for v in value):
         return tuple(value)
