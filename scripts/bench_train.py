@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -37,13 +38,13 @@ def lstm_flops(positions: int, inputs: int, hidden: int = HIDDEN) -> float:
     return 2.0 * positions * 4 * hidden * (inputs + hidden)
 
 
-def step_flops(sources: int, targets: int, projected: int) -> float:
+def step_flops(sources: int, targets: int, projected: int, hidden: int = HIDDEN) -> float:
     """FLOPs of one training step (forward x 3 for the backward pass) that runs the
     encoder over `sources` positions, the decoder over `targets` and projects `projected`
     positions onto the vocabulary: the work actually done, padding included where the
     implementation computes it."""
-    forward = (lstm_flops(sources, EMBED) + lstm_flops(targets, EMBED)
-               + 2.0 * projected * HIDDEN * VOCAB)
+    forward = (lstm_flops(sources, EMBED, hidden) + lstm_flops(targets, EMBED, hidden)
+               + 2.0 * projected * hidden * VOCAB)
     return 3.0 * forward
 
 
@@ -63,18 +64,20 @@ def matmul_peak() -> float:
     return 2.0 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
-def ours(db: Path, steps: int, context: bool) -> dict:
-    """Tokens per second and GFLOP/s of our trainer."""
+def ours(db: Path, steps: int, context: bool, hidden: int = HIDDEN, batch: int = BATCH,
+         **options: Any) -> dict:
+    """Tokens per second and GFLOP/s of our trainer (at the standard size unless `hidden`
+    and `batch` say otherwise; `options`: further TrainOptions fields)."""
     from chatbot.model.config import ModelConfig
     from chatbot.train.loop import Trainer, TrainOptions
 
     with tempfile.TemporaryDirectory() as tmp:
-        options = TrainOptions(db=db, model_dir=Path(tmp) / "m", vocab_size=VOCAB,
-                               batch_size=BATCH, max_steps=steps, valid_fraction=0.002,
-                               checkpoint_every=10**9, max_len=MAX_LEN)
+        train_options = TrainOptions(db=db, model_dir=Path(tmp) / "m", vocab_size=VOCAB,
+                                     batch_size=batch, max_steps=steps, valid_fraction=0.002,
+                                     checkpoint_every=10**9, max_len=MAX_LEN, **options)
         config = ModelConfig(family="seq2seq", cell="lstm", vocab_size=VOCAB,
-                             embedding_dim=EMBED, hidden_dim=HIDDEN, context_sensitive=context)
-        trainer = Trainer(options, config)
+                             embedding_dim=EMBED, hidden_dim=hidden, context_sensitive=context)
+        trainer = Trainer(train_options, config)
         # The shapes the timed steps (all but the first) run on, from the same pipeline.
         flops = tokens = positions = 0.0
         for index, (source, _, target_out, _) in enumerate(trainer._dataset("train", 0)):
@@ -83,7 +86,7 @@ def ours(db: Path, steps: int, context: bool) -> dict:
             if index:
                 # Padded positions are computed nowhere (chatbot/model/fast_lstm.py).
                 real = int((target_out.numpy() != 0).sum())
-                flops += step_flops(int((source.numpy() != 0).sum()), real, real)
+                flops += step_flops(int((source.numpy() != 0).sum()), real, real, hidden)
                 tokens += real
                 positions += float(target_out.shape[0] * target_out.shape[1])
         result = trainer.run()
@@ -118,32 +121,47 @@ def exchanges_padded(db: Path, count: int):
     return source[:n], target_in[:n], target_out[:n]
 
 
-def baseline(db: Path, steps: int) -> dict:
-    """The Keras example: encoder LSTM states into a decoder LSTM, padded arrays, fit()."""
+def baseline(db: Path, steps: int, hidden: int = HIDDEN, batch: int = BATCH) -> dict:
+    """The Keras example: encoder LSTM states into a decoder LSTM, padded arrays, fit()
+    (at the standard size unless `hidden` and `batch` say otherwise)."""
     import keras
 
-    source, target_in, target_out = exchanges_padded(db, (steps + 2) * BATCH)
+    source, target_in, target_out = exchanges_padded(db, (steps + 2) * batch)
     encoder_in = keras.Input((None,), dtype="int32")
-    _, h, c = keras.layers.LSTM(HIDDEN, return_state=True)(
+    _, h, c = keras.layers.LSTM(hidden, return_state=True)(
         keras.layers.Embedding(VOCAB, EMBED)(encoder_in))
     decoder_in = keras.Input((None,), dtype="int32")
-    x = keras.layers.LSTM(HIDDEN, return_sequences=True)(
+    x = keras.layers.LSTM(hidden, return_sequences=True)(
         keras.layers.Embedding(VOCAB, EMBED)(decoder_in), initial_state=[h, c])
     model = keras.Model([encoder_in, decoder_in],
                         keras.layers.Dense(VOCAB, activation="softmax")(x))
     model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
-    warm = slice(0, 2 * BATCH)  # the compile, left out as for ours
-    model.fit([source[warm], target_in[warm]], target_out[warm], batch_size=BATCH, verbose=0)
-    timed = slice(2 * BATCH, None)
+    warm = slice(0, 2 * batch)  # the compile, left out as for ours
+    model.fit([source[warm], target_in[warm]], target_out[warm], batch_size=batch, verbose=0)
+    timed = slice(2 * batch, None)
     start = time.perf_counter()
-    model.fit([source[timed], target_in[timed]], target_out[timed], batch_size=BATCH,
+    model.fit([source[timed], target_in[timed]], target_out[timed], batch_size=batch,
               verbose=0, shuffle=False)
     seconds = time.perf_counter() - start
     real = float((target_out[timed] != 0).sum())
-    positions = BATCH * MAX_LEN  # every padded position is computed
-    flops = step_flops(positions, positions, positions) * (len(source[timed]) / BATCH)
+    positions = batch * MAX_LEN  # every padded position is computed
+    flops = step_flops(positions, positions, positions, hidden) * (len(source[timed]) / batch)
     return {"tokens_per_second": real / seconds, "gflops": flops / seconds / 1e9,
             "padding_share": 1.0 - real / target_out[timed].size}
+
+
+def build_token_cache(db: Path) -> tuple[float, int]:
+    """Seconds to tokenize the corpus into its token cache (once: the runs then find it
+    beside the corpus), and the turns it holds."""
+    from chatbot.corpus.store import CorpusStore
+    from chatbot.text.tokenizer import fit_tokenizer
+    from chatbot.train import token_cache
+
+    with CorpusStore(db) as store:
+        tokenizer = fit_tokenizer("word", store, VOCAB)
+    start = time.perf_counter()
+    cache = token_cache.ensure(db, tokenizer)
+    return time.perf_counter() - start, int(cache.manifest["turns"])
 
 
 def chitchat_db(tmp: Path) -> Path:
@@ -160,6 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or chitchat_db(Path(tmp))
+        cache_seconds, turns = build_token_cache(db)
         peak = matmul_peak()
         runs: dict[str, list[dict]] = {"context": [], "plain": [], "padded": []}
         for _ in range(args.rounds):
@@ -174,6 +193,8 @@ def main() -> None:
     print(f"standard size: vocab {VOCAB}, embedding {EMBED}, hidden {HIDDEN}, 1 LSTM layer, "
           f"batch {BATCH}, {args.steps} steps each (the first left out), fastest of "
           f"{args.rounds}")
+    print(f"token cache:           built once in {cache_seconds:.1f} s ({turns:,} turns; "
+          "every run after reads it)")
     print(f"matmul peak:           {peak:8.1f} GFLOP/s (float32, 2048^2)")
     for name, r in [("ours (context)", context), ("ours (no context)", plain),
                     ("baseline model.fit", padded)]:
