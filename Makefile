@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_ingest.py --opus
+	$(BIN)/python scripts/bench_input.py
 	$(BIN)/python scripts/bench_train.py
 	$(BIN)/python scripts/bench_decode.py
 	$(BIN)/python scripts/bench_serve.py
