@@ -67,8 +67,9 @@ def answers_model(tmp_path_factory):
                          [Conversation([Turn(q, "A"), Turn(a, "B")]) for q, a in pairs()], 2)
     result = CliRunner().invoke(cli, [
         "train", "--db", str(db), "--model", str(model), "--arch", "attention",
+        # 100 steps: hits@1 is 0.96 after 75 of them and 1.0 after 100 (the test asks 0.9).
         "--hidden-dim", "24", "--embedding-dim", "16", "--batch-size", "12", "--max-steps",
-        "150", "--epochs", "100", "--patience", "100", "--lr-decay", "1", "--learning-rate",
+        "100", "--epochs", "100", "--patience", "100", "--lr-decay", "1", "--learning-rate",
         "0.02", "--valid-fraction", "0.1", "--split-by",
         "conversation", "--checkpoint-every", "1000", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

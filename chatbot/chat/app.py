@@ -29,13 +29,22 @@ GREETING_TURNS = 4  # turns of a resumed conversation shown before the prompt
 
 def run_chat(model: Path | None, transcripts: Path | None,
              overrides: dict[str, Any] | None = None, *, continue_latest: bool = False,
-             conversation_id: int | None = None, interactive: bool | None = None) -> int:
+             conversation_id: int | None = None, interactive: bool | None = None,
+             reverse_model: Path | None = None) -> int:
     """Chat until the input ends; the exit status. Replies are decoded as `chat_settings`
-    says; `interactive` None: a terminal when both stdin and stdout are one."""
+    says; `interactive` None: a terminal when both stdin and stdout are one;
+    `reverse_model`: a model trained with --reverse, for rerank "mmi"."""
+    from chatbot.decode.rerank import check_reverse
+
     if continue_latest and conversation_id is not None:
         raise ChatbotError("give --continue or --conversation ID, not both")
     model_dir = resolve(model)
+    # Cheap (no TensorFlow): a wrong reverse model is one line before anything loads.
+    reverse = None if reverse_model is None else check_reverse(model_dir, reverse_model)
     settings = chat_settings(model_dir, overrides or {})
+    if settings.rerank == "mmi" and reverse is None:
+        raise ChatbotError("rerank mmi needs --reverse-model DIR (a model trained with "
+                           "`chatbot train --reverse`); rerank pmi needs none")
     name = "built-in" if model is None else model_dir.name
     store = TranscriptStore(transcripts if transcripts is not None else default_transcripts_db())
     try:
@@ -43,8 +52,8 @@ def run_chat(model: Path | None, transcripts: Path | None,
         if interactive is None:
             interactive = sys.stdin.isatty() and sys.stdout.isatty()
         if interactive:
-            return _terminal(model_dir, name, store, settings, resume)
-        return _pipe(model_dir, name, store, settings, resume)
+            return _terminal(model_dir, name, store, settings, resume, reverse)
+        return _pipe(model_dir, name, store, settings, resume, reverse)
     finally:
         store.close()
 
@@ -86,12 +95,13 @@ def _resume(chat: ChatSession, conversation_id: int) -> list[str]:
 
 
 def _pipe(model_dir: Path, name: str, store: TranscriptStore, settings: DecodeSettings,
-          resume: int | None) -> int:
+          resume: int | None, reverse: Path | None) -> int:
     from chatbot.chat.pipe import PipeChat
 
-    responder = load_responder(model_dir, settings)  # traced now: no chatter later
+    responder = load_responder(model_dir, settings, reverse)  # traced now: no chatter later
     chat = ChatSession(responder, store, settings, model_path=model_dir,
-                       model_digest=lambda: model_digest(model_dir), model_name=name)
+                       model_digest=lambda: model_digest(model_dir), model_name=name,
+                       reverse_model=reverse)
     front = PipeChat(chat)
     for line in _resume(chat, resume) if resume is not None else []:
         front.notice(line)
@@ -99,12 +109,12 @@ def _pipe(model_dir: Path, name: str, store: TranscriptStore, settings: DecodeSe
 
 
 def _terminal(model_dir: Path, name: str, store: TranscriptStore, settings: DecodeSettings,
-              resume: int | None) -> int:
+              resume: int | None, reverse: Path | None) -> int:
     from chatbot.chat.repl import Repl, private_history
     from chatbot.paths import data_dir
 
     executor = ThreadPoolExecutor(1, thread_name_prefix="chat-model")
-    loading = load_in_background(executor, model_dir, settings)
+    loading = load_in_background(executor, model_dir, settings, reverse)
 
     def responder() -> Responder:
         try:
@@ -113,7 +123,8 @@ def _terminal(model_dir: Path, name: str, store: TranscriptStore, settings: Deco
             raise ModelUnavailable(str(e)) from None
 
     chat = ChatSession(responder, store, settings, model_path=model_dir,
-                       model_digest=lambda: model_digest(model_dir), model_name=name)
+                       model_digest=lambda: model_digest(model_dir), model_name=name,
+                       reverse_model=reverse)
     greeting = [f"chatting with {name} ({model_dir}): /help lists the commands, "
                 "Ctrl-D leaves"]
     if resume is not None:

@@ -18,7 +18,7 @@ from enum import Enum
 
 from chatbot.chat.replies import Made
 from chatbot.chat.session import SET_KEYS, ChatSession, ModelUnavailable, Pending, Reply
-from chatbot.decode.settings import METHODS, DecodeSettings
+from chatbot.decode.settings import METHODS, RERANKS, DecodeSettings
 from chatbot.errors import ChatbotError
 from chatbot.native_stderr import quiet_native_stderr
 from chatbot.transcripts.store import RATINGS
@@ -181,6 +181,9 @@ def describe(settings: DecodeSettings) -> str:
         words = ["greedy"]
     if settings.antilm:
         words.append(f"antilm {settings.antilm:g}")
+    if settings.rerank != "off":
+        words.append(f"rerank {settings.rerank} of {settings.rerank_n} "
+                     f"(lambda {settings.rerank_lambda:g})")
     return " ".join(words)
 
 
@@ -225,14 +228,17 @@ def _complete_set(words: list[str]) -> list[str]:
     if len(words) <= 1:
         return [*SET_KEYS, *(f.name for f in dataclasses.fields(DecodeSettings)
                              if f.name not in ("method", "beam_size", "temperature",
-                                               "top_k", "top_p"))]
+                                               "top_k", "top_p", "rerank"))]
     if words[0] in ("decode", "method") and len(words) == 2:
         return list(METHODS)
+    if words[0] == "rerank" and len(words) == 2:
+        return list(RERANKS)
     return []
 
 
 @COMMANDS.command("set", "change a decode setting: decode greedy|beam|sample, beam N, "
-                  "temperature X, top_k N, top_p X", usage="KEY VALUE", complete=_complete_set)
+                  "temperature X, top_k N, top_p X, rerank off|mmi|pmi", usage="KEY VALUE",
+                  complete=_complete_set)
 def _set(front: Frontend, args: str) -> None:
     key, _, value = args.partition(" ")
     if not key or not value.strip():

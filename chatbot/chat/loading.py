@@ -41,22 +41,24 @@ def model_digest(model_dir: Path) -> str:
     return _DIGESTS[key]
 
 
-def load_responder(model_dir: Path, settings: DecodeSettings) -> Responder:
-    """The model loaded for decoding, its search traced for `settings` (see warm_up)."""
+def load_responder(model_dir: Path, settings: DecodeSettings,
+                   reverse_model: Path | None = None) -> Responder:
+    """The model loaded for decoding (with the reverse model that reranks, if given), its
+    search traced for `settings` (see warm_up)."""
     # Python-level TensorFlow logging: warnings and errors only (a user's setting wins).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with quiet_native_stderr():
         from chatbot.decode.responder import Responder
 
-        responder = Responder(model_dir, settings)
+        responder = Responder(model_dir, settings, reverse_model=reverse_model)
         warm_up(responder, settings)
     return responder
 
 
-def load_in_background(executor: Executor, model_dir: Path,
-                       settings: DecodeSettings) -> Future[Responder]:
+def load_in_background(executor: Executor, model_dir: Path, settings: DecodeSettings,
+                       reverse_model: Path | None = None) -> Future[Responder]:
     """`load_responder` on the executor's worker (the one that later makes the replies)."""
-    return executor.submit(load_responder, model_dir, settings)
+    return executor.submit(load_responder, model_dir, settings, reverse_model)
 
 
 def warm_up(responder: Responder, settings: DecodeSettings) -> None:

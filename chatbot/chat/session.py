@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 # Short names for /set, besides every DecodeSettings field (dashes or underscores).
 SET_ALIASES = {"decode": "method", "beam": "beam_size", "temp": "temperature"}
-SET_KEYS = ("decode", "beam", "temperature", "top_k", "top_p")  # the ones /help shows
+SET_KEYS = ("decode", "beam", "temperature", "top_k", "top_p", "rerank")  # /help shows
 
 
 class ModelUnavailable(ChatbotError):
@@ -73,13 +73,16 @@ class ChatSession:
 
     `responder` may be a callable that returns it (and may block or raise
     ModelUnavailable): the model can load in the background while the prompt is up.
+    `reverse_model` names the reverse model the responder reranks with (rerank mmi).
     """
 
     def __init__(self, responder: Responder | Callable[[], Responder], store: TranscriptStore,
                  settings: DecodeSettings | None = None, *, model_path: Path | str,
                  model_digest: str | Callable[[], str] | None = None,
-                 model_name: str | None = None) -> None:
+                 model_name: str | None = None, reverse_model: Path | str | None = None
+                 ) -> None:
         self._responder = responder
+        self.reverse_model = None if reverse_model is None else Path(reverse_model)
         self.store = store
         self.settings = settings or DecodeSettings()
         self.model_path = Path(model_path)
@@ -233,6 +236,10 @@ class ChatSession:
         """Change one decode setting from text (`/set top_k 40`); checked by DecodeSettings."""
         name = settings_field(key)
         parsed = parse_setting(name, value)
+        if name == "rerank" and parsed == "mmi" and self.reverse_model is None:
+            # Known now, without waiting for the model: say so before the next turn.
+            raise ChatbotError("rerank mmi needs a reverse model: start the chat with "
+                               "--reverse-model DIR, or /set rerank pmi (needs none)")
         self.settings = self.settings.replace(**{name: parsed})
         return self.settings
 

@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from chatbot.cli.format import StatusLine, fmt
-from chatbot.cli.options import corpus_db, db_option, decode_options, json_option
+from chatbot.cli.options import (
+    corpus_db,
+    db_option,
+    decode_options,
+    json_option,
+    rerank_options,
+    rerank_overrides,
+)
 from chatbot.corpus.split import SPLITS
 
 # What each stage of `evaluate` counts (its progress callback's stage names).
@@ -38,9 +45,10 @@ def _load(path: Path) -> Any:
 @click.option("--max-exchanges", type=click.IntRange(min=0), default=200, show_default=True,
               metavar="N", help="Exchanges replied to for the reply metrics.")
 @decode_options
+@rerank_options
 @json_option
 def eval_command(db_path, model_dir, split, max_exchanges, method, beam_size, temperature,
-                 top_k, top_p, as_json):
+                 top_k, top_p, reverse_model, rerank, as_json):
     """Measure a model on the corpus: perplexity, a baseline, and its replies.
 
     \b
@@ -49,6 +57,7 @@ def eval_command(db_path, model_dir, split, max_exchanges, method, beam_size, te
         chatbot eval --db corpus.db --model models/mine --split train --max-exchanges 500
         chatbot eval --db corpus.db --model models/mine --json | tail -1 | jq .perplexity
         chatbot eval --db corpus.db --model models/mine --decode beam --beam-size 5
+        chatbot eval --db corpus.db --model models/mine --reverse-model models/mine-reverse
 
     perplexity is per real target token with the conversation state carried as in
     training; perplexity_no_context resets it at every exchange (the gap is what
@@ -60,14 +69,19 @@ def eval_command(db_path, model_dir, split, max_exchanges, method, beam_size, te
     n-grams over all; *_reference: the same over the real replies), avg_reply_tokens,
     generic_rate (share of replies among the 10 most frequent) and corpus BLEU-4 (0-100,
     sacrebleu's) against the real replies; hits_at_1 (the true reply ranked first
-    among 10, by likelihood or PMI, with and without the context). The split uses
+    among 10, by likelihood or PMI, with and without the context; with
+    --reverse-model also hits_at_1_mmi, and the replies are reranked by MMI). The split uses
     the model's saved --valid-fraction, so valid holds no training conversation; a split
     with no exchanges is an error (exit status 1). On a terminal, a progress line on
     stderr follows each stage.
     """
+    from chatbot.decode.rerank import check_reverse
     from chatbot.model.directory import resolve
 
     path = resolve(model_dir)  # cheap checks first: a wrong path is one line at once
+    reranking = rerank_overrides(rerank, reverse_model)
+    if reverse_model is not None:
+        check_reverse(path, reverse_model)
     db = corpus_db(db_path)
     if not db.is_file():
         raise click.ClickException(f"{db}: no corpus database; run `chatbot ingest` first")
@@ -85,13 +99,14 @@ def eval_command(db_path, model_dir, split, max_exchanges, method, beam_size, te
             loaded = directory.load(path)
             given = {"method": method, "beam_size": beam_size, "temperature": temperature,
                      "top_k": top_k, "top_p": top_p}
-            given = {k: v for k, v in given.items() if v is not None}
+            given = {**{k: v for k, v in given.items() if v is not None}, **reranking}
             settings = None
             if given:  # the default's constraints, with the decoding given
                 from chatbot.decode.settings import for_model
 
                 settings = for_model(loaded.metadata, **{"method": "greedy", **given})
             result = evaluate(loaded, db, split, max_exchanges, settings=settings,
+                              reverse_model=reverse_model,
                               progress=lambda stage, done, total: status.progress(
                                   STAGES.get(stage, stage), done, total),
                               say=lambda line: click.echo(line, err=True))
@@ -106,9 +121,10 @@ def eval_command(db_path, model_dir, split, max_exchanges, method, beam_size, te
             ("unknown_rate", 3), ("token_accuracy", 3), ("replies", 0), ("distinct_1", 3),
             ("distinct_2", 3), ("distinct_1_reference", 3), ("distinct_2_reference", 3),
             ("avg_reply_tokens", 1), ("generic_rate", 3), ("bleu", 2), ("hits_at_1", 3),
-            ("hits_at_1_no_context", 3), ("hits_at_1_pmi", 3), ("hits_at_1_pmi_no_context", 3)]
-    for name, digits in rows:
-        click.echo(f"  {name:<22} {fmt(result[name], digits):>10}")
+            ("hits_at_1_no_context", 3), ("hits_at_1_pmi", 3), ("hits_at_1_pmi_no_context", 3),
+            ("hits_at_1_mmi", 3), ("hits_at_1_mmi_no_context", 3)]
+    for name, digits in (row for row in rows if row[0] in result):
+        click.echo(f"  {name:<24} {fmt(result[name], digits):>10}")
     if split != "valid":
         click.echo(f"note: the n-gram was fitted on the train split, so on {split} it is "
                    "scored on text it has seen", err=True)

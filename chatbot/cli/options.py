@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from chatbot.decode.settings import METHODS
+from chatbot.decode.settings import METHODS, RERANKS
 from chatbot.paths import default_corpus_db
 
 db_option = click.option(
@@ -51,3 +51,35 @@ def decode_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_DECODE_OPTIONS):
         command = option(command)
     return command
+
+
+# Reranking replies (chatbot/decode/rerank.py): `chatbot chat` and `chatbot eval`.
+_RERANK_OPTIONS = (
+    click.option("--reverse-model", "reverse_model",
+                 type=click.Path(file_okay=False, path_type=Path), default=None,
+                 metavar="DIR", help="A reverse model (`chatbot train --reverse`) that "
+                 "reranks the replies by MMI: likely given the turn, and pointing back at it "
+                 "(turns --rerank mmi on)."),
+    click.option("--rerank", type=click.Choice(RERANKS), default=None,
+                 help="Rescore the candidates of a wider search: mmi (needs "
+                 "--reverse-model) or pmi (needs none), or off (default: mmi with "
+                 "--reverse-model, else off)."),
+)
+
+
+def rerank_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--reverse-model, --rerank (None when not given)."""
+    for option in reversed(_RERANK_OPTIONS):
+        command = option(command)
+    return command
+
+
+def rerank_overrides(rerank: str | None, reverse_model: Path | None) -> dict[str, Any]:
+    """The decode settings --rerank and --reverse-model give (mmi with a reverse model);
+    a ClickException when mmi is asked for without one."""
+    if rerank is None and reverse_model is not None:
+        rerank = "mmi"
+    if rerank == "mmi" and reverse_model is None:
+        raise click.ClickException("--rerank mmi needs --reverse-model DIR (a model trained "
+                                   "with `chatbot train --reverse`); --rerank pmi needs none")
+    return {} if rerank is None else {"rerank": rerank}

@@ -110,6 +110,10 @@ def _option(*names: str, field: str, **kwargs: Any):
          help="Learn only NAME's turns as replies (repeatable; a bot that talks like one "
               "person of your chats: `chatbot corpus speakers` lists the names). The state "
               "still runs through everyone's turns.")
+@_option("--reverse", field="reverse", is_flag=True,
+         help="Learn p(turn | reply): each exchange backwards and on its own (implies "
+              "--no-context). The backward model that `chatbot chat --reverse-model` "
+              "reranks replies with (MMI).")
 @_option("--seed", field="seed", type=int, help="Seeds the data order and the weights.")
 @_option("--optimizer", field="optimizer", type=click.Choice(OPTIMIZERS),
          help="rmsprop is the Keras example's choice.")
@@ -145,6 +149,7 @@ def train(resume: bool, as_json: bool, **params: Any) -> None:
         chatbot train --db corpus.db --model models/mine --arch attention --max-steps 2000
         chatbot train --model models/mine --resume
         TF_CONFIG='{...}' chatbot train --model /shared/m --strategy multiworker
+        chatbot train --model models/mine-reverse --reverse    # for chat --reverse-model
 
     Each batch row walks one conversation exchange by exchange, the state carried between
     them; checkpoints are written every --checkpoint-every steps, at each epoch's end and
@@ -198,6 +203,13 @@ def train(resume: bool, as_json: bool, **params: Any) -> None:
                                      on_tokenize=on_tokenize, **given)
         else:
             values["db"] = corpus_db(values["db"])
+            if values["reverse"]:
+                # p(turn | reply) is what reranking needs: no context, so no state carried.
+                if (values["context_sensitive"] and ctx.get_parameter_source("context")
+                        == click.core.ParameterSource.COMMANDLINE):
+                    raise click.ClickException("--reverse trains a model without context; "
+                                               "drop --context")
+                values["context_sensitive"] = False
             options = TrainOptions(**{f.name: values[f.name] for f in fields(TrainOptions)})
             config = ModelConfig(**{f.name: values[f.name] for f in fields(ModelConfig)})
             trainer = Trainer(options, config, on_step=on_step, on_note=on_note,

@@ -5,7 +5,9 @@ step.py          one decoder step with the model's own layers (equals model.deco
 constraints.py   reserved ids, min/max length, n-gram blocking, as score masks
 search.py        the compiled greedy, sampled and beam searches (one tf.function each)
 responder.py     Responder: text and state in, reply, new state and ReplyInfo out
+rerank.py        the N best rescored: MMI-bidi with a reverse model, or PMI
 conversation.py  Conversation: one chat's state, advanced along training's exact path
 
-Everything but settings.py imports TensorFlow: import those modules lazily.
+Everything but settings.py and rerank.py imports TensorFlow: import those modules lazily
+(rerank.py imports it only to compile its scorer).
 """

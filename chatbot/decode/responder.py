@@ -9,6 +9,10 @@ A state is a list of numpy arrays, (1, hidden) each, in the model's layout: for 
 decoder layer [h, c] (LSTM) or [h] (GRU). `zero_state()` starts a conversation; passing
 it (or None) again resets one. The state a reply returns is the one training carries:
 the decoder's state after reading the user's turn and then [bos] + the reply.
+
+With `settings.rerank` on, the candidates of a wider search are rescored
+(chatbot/decode/rerank.py) and the best of them is the reply; "mmi" needs
+`Responder(..., reverse_model=DIR)`, a model trained with `chatbot train --reverse`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from chatbot.decode.rerank import Reranker, load_reverse
 from chatbot.decode.search import Hypothesis, Search
 from chatbot.decode.settings import DecodeSettings, for_model
 from chatbot.errors import ChatbotError
@@ -40,6 +45,7 @@ class Candidate:
     ids: tuple[int, ...]
     score: float  # log probability / GNMT length penalty (see DecodeSettings)
     state: State
+    rerank: float | None = None  # its rerank score, when the settings rerank
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,9 @@ class ReplyInfo:
     ids: tuple[int, ...]  # the reply's token ids (no bos, no eos)
     tokens: int  # reply tokens generated (the end token not counted)
     seconds: float  # wall time of the decoding call (shared by a batch's replies)
-    score: float
+    score: float  # the search's score, or the rerank score when reranked
     method: str
-    candidates: tuple[Candidate, ...]  # every finished hypothesis, best first
+    candidates: tuple[Candidate, ...]  # every finished hypothesis, best first (reranked)
 
     @property
     def latency_ms(self) -> float:
@@ -62,13 +68,18 @@ class Responder:
     """Decodes replies with a loaded model; one compiled search per kind of settings."""
 
     def __init__(self, model: Path | str | ModelDirectory,
-                 settings: DecodeSettings | None = None, jit_compile: bool = False) -> None:
+                 settings: DecodeSettings | None = None, jit_compile: bool = False,
+                 reverse_model: Path | str | ModelDirectory | None = None) -> None:
         self.directory = model if isinstance(model, ModelDirectory) else directory.load(model)
         self.model = self.directory.model
         self.tokenizer = self.directory.tokenizer
         # Unless told otherwise, the decoding the model recommends (settings.for_model).
         self.settings = settings or for_model(self.directory.metadata)
         self.search = Search(self.model, jit_compile=jit_compile)
+        # p(turn | reply) for rerank "mmi" (checked: a reverse model, the same tokenizer).
+        self.reverse = (None if reverse_model is None
+                        else load_reverse(self.directory, reverse_model))
+        self.reranker = Reranker(self.model, self.reverse)
         self._advance: Any = None  # the compiled teacher-forced exchange, built on first use
         c = self.directory.config
         self._shape = (1, c.hidden_dim)
@@ -123,10 +134,45 @@ class Responder:
         if not sources:
             return []
         stacked = self._stack(states)
+        if settings.rerank != "off":
+            return self._reranked([list(s) for s in sources], stacked, settings)
         start = time.perf_counter()
         found = self.search.run([list(s) for s in sources], list(stacked), settings)
         seconds = time.perf_counter() - start
         return [self._result(hypotheses, seconds, settings) for hypotheses in found]
+
+    def _reranked(self, sources: list[list[int]], stacked: tuple[np.ndarray, ...],
+                  settings: DecodeSettings) -> list[tuple[str, State, ReplyInfo]]:
+        """The rerank_n candidates of each turn (a beam that wide, or that many samples),
+        rescored together in one pass (two with a reverse model); best first."""
+        self.reranker.require(settings.rerank)  # before the search, not after it
+        n = settings.rerank_n
+        start = time.perf_counter()
+        if settings.method == "sample":
+            # n rows per turn in one call: each row draws its own sample.
+            rows = np.repeat(np.arange(len(sources)), n)
+            drawn = self.search.run([sources[i] for i in rows], [s[rows] for s in stacked],
+                                    settings)
+            found = [[h for row in drawn[i * n:(i + 1) * n] for h in row]
+                     for i in range(len(sources))]
+        else:
+            found = self.search.run(sources, list(stacked),
+                                    settings.replace(method="beam", beam_size=n))
+        found = [_distinct(hs) for hs in found]  # samples may repeat a reply
+        owner = np.array([i for i, hs in enumerate(found) for _ in hs])
+        scores = self.reranker.scores(
+            settings.rerank, settings.rerank_lambda, settings.rerank_gamma,
+            [sources[i] for i in owner], [s[owner] for s in stacked],
+            [h.ids for hs in found for h in hs])
+        seconds = time.perf_counter() - start
+        results, at = [], 0
+        for hypotheses in found:
+            mine = scores[at:at + len(hypotheses)]
+            at += len(hypotheses)
+            order = np.argsort(-mine, kind="stable")
+            results.append(self._result([hypotheses[k] for k in order], seconds, settings,
+                                        [float(mine[k]) for k in order]))
+        return results
 
     def observe(self, turn: str, reply: str, state: State | None = None) -> State:
         """The state after an exchange whose reply is known: the encoder reads `turn`
@@ -145,11 +191,15 @@ class Responder:
         return [[np.asarray(s[n:n + 1]) for s in out] for n in range(len(sources))]
 
     def _result(self, hypotheses: list[Hypothesis], seconds: float,
-                settings: DecodeSettings) -> tuple[str, State, ReplyInfo]:
+                settings: DecodeSettings, reranked: list[float] | None = None
+                ) -> tuple[str, State, ReplyInfo]:
+        marks = reranked or [None] * len(hypotheses)
         candidates = tuple(Candidate(self.tokenizer.decode(h.ids), tuple(h.ids), h.score,
-                                     h.state) for h in hypotheses)
+                                     h.state, mark)
+                           for h, mark in zip(hypotheses, marks, strict=True))
         best = candidates[0]
-        info = ReplyInfo(best.ids, len(best.ids), seconds, best.score, settings.method,
+        score = best.score if best.rerank is None else best.rerank
+        info = ReplyInfo(best.ids, len(best.ids), seconds, score, settings.method,
                          candidates)
         return best.text, best.state, info
 
@@ -167,6 +217,17 @@ class Responder:
                 f"this conversation state does not fit the model (it needs {self._count} "
                 f"arrays of shape {self._shape}); start a new conversation")
         return arrays
+
+
+def _distinct(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+    """Each reply once, in order (the first of equal ones kept)."""
+    seen: set[tuple[int, ...]] = set()
+    kept = []
+    for h in hypotheses:
+        if tuple(h.ids) not in seen:
+            seen.add(tuple(h.ids))
+            kept.append(h)
+    return kept
 
 
 def _compile_exchange(model: Any, count: int, hidden: int) -> Any:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from chatbot.errors import ChatbotError
 
 METHODS = ("greedy", "beam", "sample")
+RERANKS = ("off", "mmi", "pmi")
 
 
 @dataclass(frozen=True)
@@ -49,18 +50,32 @@ class DecodeSettings:
     # instead of promoting rare ones that have nothing to do with the turn (which a
     # lambda near 1 otherwise does); 0 = every token.
     antilm_top_k: int = 0
+    # Rerank rerank_n candidates (the n best of a beam search that wide, or n samples) by
+    # (chatbot/decode/rerank.py, Li et al. 2016's MMI-bidi):
+    #   mmi: lambda * log p(reply | turn, state) + (1 - lambda) * log p(turn | reply)
+    #        (the second from a reverse model: `chatbot train --reverse`)
+    #   pmi: log p(reply | turn, state) - lambda * log p(reply)  (no reverse model needed)
+    # each plus rerank_gamma * the reply's tokens; "off": the search's best.
+    rerank: Literal["off", "mmi", "pmi"] = "off"
+    rerank_lambda: float = 0.5
+    rerank_gamma: float = 0.0
+    rerank_n: int = 8
     allow_unk: bool = False  # let the reply contain the unknown token
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ChatbotError(f"unknown decoding method {self.method!r}; choose one of "
                                f"{', '.join(METHODS)}")
+        if self.rerank not in RERANKS:
+            raise ChatbotError(f"unknown rerank {self.rerank!r}; choose one of "
+                               f"{', '.join(RERANKS)}")
         for name in ("beam_size", "min_len", "max_len", "top_k", "no_repeat_ngram",
-                     "block_source_ngrams", "antilm_gamma", "antilm_top_k"):
+                     "block_source_ngrams", "antilm_gamma", "antilm_top_k", "rerank_n"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ChatbotError(f"{name} must be an integer, not {value!r}")
-        for name in ("length_penalty", "temperature", "top_p", "antilm"):
+        for name in ("length_penalty", "temperature", "top_p", "antilm", "rerank_lambda",
+                     "rerank_gamma"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ChatbotError(f"{name} must be a number, not {value!r}")
@@ -89,6 +104,10 @@ class DecodeSettings:
         if self.antilm < 0 or self.antilm_gamma < 0 or self.antilm_top_k < 0:
             raise ChatbotError("antilm, antilm_gamma and antilm_top_k must be 0 (off) or "
                                "more")
+        if not 0 <= self.rerank_lambda <= 1:
+            raise ChatbotError(f"rerank_lambda must be in [0, 1], not {self.rerank_lambda}")
+        if self.rerank_n < 1:
+            raise ChatbotError(f"rerank_n must be at least 1, not {self.rerank_n}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise ChatbotError(f"seed must be in [0, 2**63), not {self.seed}")
 

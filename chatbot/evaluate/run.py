@@ -12,6 +12,9 @@
     distinct_1, distinct_2, avg_reply_tokens, generic_rate, bleu
                            over greedy replies to the split's first N exchanges, each
                            decoded from the state training would have reached there
+    hits_at_1...           the true reply ranked first among 10 (see `hits_at_1`); with
+                           a reverse model also by the MMI-bidi score (hits_at_1_mmi),
+                           and the replies are then reranked by it
 
 The split is the one training used: the model's saved `valid_fraction` and the same
 stable hash (`in_split`), so `valid` never holds a conversation the model trained on.
@@ -27,13 +30,14 @@ from typing import Any
 import numpy as np
 
 from chatbot.corpus.split import SPLITS
+from chatbot.decode.rerank import ReverseModel, combine, compile_row_scores, load_reverse
 from chatbot.errors import ChatbotError
 from chatbot.evaluate import metrics
 from chatbot.evaluate.ngram import KneserNeyTrigram
-from chatbot.model.directory import ModelDirectory
+from chatbot.model.directory import ModelDirectory, trained_reverse
 from chatbot.model.exchanges import Exchange, pad_ids
 from chatbot.model.loss import perplexity
-from chatbot.text.tokenizer import PAD_ID, UNK_ID
+from chatbot.text.tokenizer import EOS_ID, PAD_ID, UNK_ID
 from chatbot.train import token_cache
 from chatbot.train.data import lanes
 from chatbot.train.options import read_options
@@ -69,12 +73,14 @@ def reply_as(metadata: dict[str, Any]) -> tuple[str, ...]:
 
 def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "valid",
              max_exchanges: int = 200, progress: Progress | None = None,
-             settings: Any = None, say: Callable[[str], None] | None = None
-             ) -> dict[str, Any]:
+             settings: Any = None, say: Callable[[str], None] | None = None,
+             reverse_model: Path | str | ModelDirectory | None = None) -> dict[str, Any]:
     """Every metric of `chatbot eval` for `model` on `split` of the corpus `db`.
 
     `settings` (a DecodeSettings) picks how replies are decoded; by default greedy, with
-    the anti-generic settings the model recommends (its metadata's "decoding").
+    the anti-generic settings the model recommends (its metadata's "decoding"), reranked
+    by MMI when `reverse_model` (a model trained with --reverse) is given; that also
+    adds hits_at_1_mmi and hits_at_1_mmi_no_context.
     A split with no exchanges is a ChatbotError (found before the n-gram is fitted); the
     reply metrics are None when `max_exchanges` is 0. The exchanges are read from the
     corpus' token cache (chatbot.train.token_cache), built on first use; `say` gets the
@@ -90,6 +96,9 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
     if not Path(db).is_file():
         raise ChatbotError(f"{db}: no corpus database; run `chatbot ingest` first")
     loaded = model if isinstance(model, ModelDirectory) else directory.load(model)
+    reverse = None if reverse_model is None else load_reverse(loaded, reverse_model)
+    # A reverse model is measured on what it learnt: each exchange backwards.
+    backwards = trained_reverse(loaded.metadata)
     valid_fraction, max_len, batch_size, split_by = split_options(loaded.metadata)
     # A model trained to answer as someone is measured on that person's replies only.
     speakers = reply_as(loaded.metadata)
@@ -107,7 +116,7 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
         when a stage is named."""
         count = int(cache.in_split(which, valid_fraction, split_by).sum())
         for done, item in enumerate(cache.exchanges(which, valid_fraction, max_len, split_by,
-                                                    speakers), start=1):
+                                                    speakers, backwards), start=1):
             yield item
             if stage:
                 report(stage, done, count)
@@ -120,7 +129,8 @@ def evaluate(model: Path | str | ModelDirectory, db: Path | str, split: str = "v
     report("perplexity", 0, int(cache.in_split(split, valid_fraction, split_by).sum()))
     step = _compile_step(loaded.model)
     scores = _score(loaded.model, step, read("perplexity", split), ngram, batch_size)
-    replies = _reply_metrics(loaded, step, read(None, split), max_exchanges, settings, report)
+    replies = _reply_metrics(loaded, step, read(None, split), max_exchanges, settings, report,
+                             reverse)
     return {"split": split, **scores, **replies}
 
 
@@ -252,8 +262,9 @@ def teacher_states(model: Any, step: Callable,
 
 def _reply_metrics(loaded: ModelDirectory, step: Callable,
                    items: Generator[list[Exchange], None, None], limit: int, settings: Any,
-                   report: Progress) -> dict[str, Any]:
-    """Greedy replies to the split's first `limit` exchanges, against the real replies."""
+                   report: Progress, reverse: ReverseModel | None = None) -> dict[str, Any]:
+    """Greedy replies to the split's first `limit` exchanges, against the real replies
+    (reranked by MMI with a `reverse` model, unless `settings` say otherwise)."""
     from chatbot.decode.responder import Responder
     from chatbot.decode.settings import for_model
 
@@ -273,7 +284,7 @@ def _reply_metrics(loaded: ModelDirectory, step: Callable,
     empty = {"replies": 0, "distinct_1": None, "distinct_2": None,
              "distinct_1_reference": None, "distinct_2_reference": None,
              "avg_reply_tokens": None, "generic_rate": None, "bleu": None,
-             **dict.fromkeys(RANKINGS)}
+             **dict.fromkeys(RANKINGS + (MMI_RANKINGS if reverse else ()))}
     if not count:
         return empty
     report("replies", 0, count)  # the search compiles first: show the stage has begun
@@ -282,9 +293,13 @@ def _reply_metrics(loaded: ModelDirectory, step: Callable,
     owners = [n for n, c in enumerate(chosen) for e in c if e.target_out]
     flat = [e for e in every if e.target_out]
     states = [s for s, e in zip(walked, every, strict=True) if e.target_out]
-    ranked = hits_at_1(loaded.model, flat, states, owners)
     # Greedy, with the anti-generic settings the model recommends (metadata "decoding").
-    responder = Responder(loaded, settings or for_model(loaded.metadata, method="greedy"))
+    settings = settings or for_model(loaded.metadata, method="greedy",
+                                     **({"rerank": "mmi"} if reverse else {}))
+    ranked = hits_at_1(loaded.model, flat, states, owners, reverse, settings.rerank_lambda,
+                       settings.rerank_gamma)
+    responder = Responder(loaded, settings,
+                          reverse_model=None if reverse is None else reverse.loaded)
     decode = loaded.tokenizer.decode
     texts, lengths, hypotheses, references = [], [], [], []
     for start in range(0, count, _REPLY_BATCH):
@@ -310,6 +325,7 @@ def _reply_metrics(loaded: ModelDirectory, step: Callable,
 
 
 RANKINGS = ("hits_at_1", "hits_at_1_no_context", "hits_at_1_pmi", "hits_at_1_pmi_no_context")
+MMI_RANKINGS = ("hits_at_1_mmi", "hits_at_1_mmi_no_context")  # with a reverse model
 
 
 def distractors(owners: list[int], replies: list[Any], seed: int = 0
@@ -337,19 +353,23 @@ def distractors(owners: list[int], replies: list[Any], seed: int = 0
 
 
 def hits_at_1(model: Any, flat: list[Exchange], states: list[list[np.ndarray]],
-              owners: list[int]) -> dict[str, float | None]:
+              owners: list[int], reverse: ReverseModel | None = None, weight: float = 0.5,
+              gamma: float = 0.0) -> dict[str, float | None]:
     """How often each scorer ranks the true reply first among CANDIDATES (the others
     drawn from other conversations, each a different reply): log p(reply | turn, state)
     with the carried state and with zeros, and PMI, that minus log p(reply) from an
-    empty turn and a fresh state. A tie is a miss. All None when the exchanges hold too
-    few different replies."""
+    empty turn and a fresh state. With a `reverse` model also MMI-bidi, `weight` times
+    the likelihood plus 1 - `weight` times log p(turn | reply), plus `gamma` per reply
+    token (chatbot.decode.rerank). A tie is a miss. All None when the exchanges hold
+    too few different replies."""
+    names = RANKINGS + (MMI_RANKINGS if reverse else ())
     others = distractors(owners, [tuple(e.target_out) for e in flat]) if flat else None
     if others is None:
-        return dict.fromkeys(RANKINGS)
-    score = _compile_row_scores(model)
+        return dict.fromkeys(names)
+    score = compile_row_scores(model)
     zero = [np.zeros_like(s) for s in states[0]]
     lm_source = [PAD_ID]  # the empty turn the anti-LM uses (chatbot.decode.step)
-    hits = dict.fromkeys(RANKINGS, 0)
+    hits = dict.fromkeys(names, 0)
     per_chunk = max(1, _RANK_ROWS // CANDIDATES)
     for start in range(0, len(flat), per_chunk):
         rows = range(start, min(start + per_chunk, len(flat)))
@@ -362,6 +382,8 @@ def hits_at_1(model: Any, flat: list[Exchange], states: list[list[np.ndarray]],
                 carried.append(states[i])
                 zeros.append(zero)
                 empties.append(lm_source)
+        # The replies without their end token (a cut reply has none): what they say.
+        replies = [t[:-1] if t and t[-1] == EOS_ID else t for t in targets_out]
         batch = (pad_ids(sources), pad_ids(targets_in), pad_ids(targets_out))
 
         def run(sources: Any, state_rows: list, batch: tuple = batch) -> np.ndarray:
@@ -373,31 +395,16 @@ def hits_at_1(model: Any, flat: list[Exchange], states: list[list[np.ndarray]],
         with_context = run(batch[0], carried)
         without = run(batch[0], zeros)
         prior = run(pad_ids(empties), zeros)
-        for name, table in (("hits_at_1", with_context), ("hits_at_1_no_context", without),
-                            ("hits_at_1_pmi", with_context - prior),
-                            ("hits_at_1_pmi_no_context", without - prior)):
+        tables = [("hits_at_1", with_context), ("hits_at_1_no_context", without),
+                  ("hits_at_1_pmi", with_context - prior),
+                  ("hits_at_1_pmi_no_context", without - prior)]
+        if reverse is not None:
+            backward = reverse.turn_scores(replies, sources).reshape(-1, CANDIDATES)
+            lengths = np.array([len(r) for r in replies]).reshape(-1, CANDIDATES)
+            tables += [(name, combine("mmi", weight, gamma, table, backward, lengths))
+                       for name, table in (("hits_at_1_mmi", with_context),
+                                           ("hits_at_1_mmi_no_context", without))]
+        for name, table in tables:
             hits[name] += int(np.sum(table[:, 0] > table[:, 1:].max(axis=1)))
-    return {name: hits[name] / len(flat) for name in RANKINGS}
+    return {name: hits[name] / len(flat) for name in names}
 
-
-def _compile_row_scores(model: Any) -> Callable:
-    """log p(target | source, state) of each row: the sum over its real target tokens."""
-    import tensorflow as tf
-
-    c = model.config_
-    ids = tf.TensorSpec((None, None), tf.int32)
-    states = tuple(tf.TensorSpec((None, c.hidden_dim), tf.float32)
-                   for _ in range(c.depths[1] * c.state_size))
-
-    @tf.function(input_signature=(ids, ids, ids, states))
-    def score(source, target_in, target_out, state):
-        keep = tf.zeros_like(source[:, 0], dtype=tf.bool)  # the state given, not reset
-        features, _ = model.exchange({"source": source, "target_in": target_in,
-                                      "reset": keep, "state": list(state)})
-        logits = model.output_layer(features)  # (N, T, V)
-        logp = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target_out,
-                                                                logits=logits)
-        real = tf.cast(tf.not_equal(target_out, PAD_ID), tf.float32)
-        return tf.reduce_sum(logp * real, axis=1)
-
-    return score

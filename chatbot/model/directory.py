@@ -42,6 +42,11 @@ class ModelDirectory:
     config: ModelConfig
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def reverse(self) -> bool:
+        """Whether it was trained with --reverse: it scores p(turn | reply)."""
+        return trained_reverse(self.metadata)
+
 
 def save(directory: Path | str, model: Any, tokenizer: Any,
          metadata: dict[str, Any] | None = None) -> Path:
@@ -73,6 +78,13 @@ def read_metadata(directory: Path | str) -> dict[str, Any]:
     """The model's metadata.json ({} where there is none), without importing TensorFlow."""
     path = Path(directory) / METADATA_FILE
     return _read_json(path, "metadata") if path.exists() else {}
+
+
+def trained_reverse(metadata: dict[str, Any]) -> bool:
+    """Whether a model's metadata says it was trained with `--reverse` (its saved
+    training options, "options": {"reverse": true}): a model of p(turn | reply)."""
+    options = metadata.get("options")
+    return isinstance(options, dict) and options.get("reverse") in (True, "True")
 
 
 def weights_file(directory: Path | str) -> Path | None:

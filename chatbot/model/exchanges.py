@@ -26,14 +26,20 @@ class Exchange(NamedTuple):
     target_out: list[int]  # reply + eos
 
 
-def exchanges(turns: Sequence[Sequence[int]], max_len: int | None = None) -> list[Exchange]:
+def exchanges(turns: Sequence[Sequence[int]], max_len: int | None = None,
+              reverse: bool = False) -> list[Exchange]:
     """The exchanges of one conversation, given its turns as token ids.
 
     `max_len` cuts long turns: the source keeps its end (nearest the reply), the reply its
     start, and a cut reply is predicted up to the cut with no eos: it was not finished.
+    `reverse`: each pair read backwards, (t1 -> t0), (t2 -> t1), ...: what a reverse
+    model (p(turn | reply), `chatbot train --reverse`) learns; exchange k still pairs
+    turns k and k + 1.
     """
     result = []
-    for previous, reply in zip(turns, turns[1:], strict=False):
+    pairs = zip(turns[1:], turns, strict=False) if reverse else zip(turns, turns[1:],
+                                                                     strict=False)
+    for previous, reply in pairs:
         source = list(previous[-max_len:] if max_len else previous)
         if max_len is not None and len(reply) >= max_len:
             result.append(Exchange(source, [BOS_ID, *reply[: max_len - 1]], list(reply[:max_len])))

@@ -147,8 +147,12 @@ def lanes(items: Iterator[list[Exchange]], batch_size: int, pool: int = 0) -> It
         for lane, c in enumerate(current):
             if c is not None:
                 position[lane] += 1
-        yield Batch(pad_ids([r.source for r in rows]), pad_ids([r.target_in for r in rows]),
-                    pad_ids([r.target_out for r in rows]), reset)
+        target_in = pad_ids([r.target_in for r in rows])
+        target_out = pad_ids([r.target_out for r in rows])
+        # With reply_as a step's targets may all be shorter than its fed replies: padded to
+        # the fed width, or the loss would pair labels with the wrong decoder positions.
+        target_out = np.pad(target_out, ((0, 0), (0, target_in.shape[1] - target_out.shape[1])))
+        yield Batch(pad_ids([r.source for r in rows]), target_in, target_out, reset)
 
 
 def dataset(make_batches: Callable[[], Iterator[Batch]], batch_size: int) -> Any:

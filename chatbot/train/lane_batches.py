@@ -8,6 +8,11 @@ epoch's order, the one closest in mean exchange length to the lanes still runnin
 conversation, the turn it reads next, where the conversation ends), and a step's rows are
 gathered from the memory-mapped tokens in a few array operations, so the Python cost of
 a step does not grow with the batch.
+
+With `reverse` (a reverse model, `chatbot train --reverse`) each exchange is read
+backwards, turn k + 1 -> turn k, and every row's state is reset at every step: such a
+model scores p(turn | reply) with no context, so its exchanges are each their own. A
+lane still walks one conversation, so the batches keep their shape and the order.
 """
 
 from __future__ import annotations
@@ -43,12 +48,13 @@ def epoch_order(cache: TokenCache, split: str, valid_fraction: float, split_by: 
 
 def lane_batches(cache: TokenCache, order: np.ndarray, batch_size: int, max_len: int,
                  targets: np.ndarray | None = None, pool: int = 0, skip: int = 0,
-                 endless: bool = False) -> Iterator[Batch]:
+                 endless: bool = False, reverse: bool = False) -> Iterator[Batch]:
     """Batches of `batch_size` lanes over the conversations of `order`.
 
     `skip` batches are walked without being built (a resume inside an epoch). With
     `endless`, all-idle batches follow the last one for ever (a worker whose shard ended
-    keeps stepping with the others until every shard has; see the training loop).
+    keeps stepping with the others until every shard has; see the training loop). With
+    `reverse`, each exchange backwards and every row reset (see the module's doc).
     """
     pool = pool or 4 * batch_size
     conversations, turns = cache.conversations, cache.turns
@@ -66,7 +72,7 @@ def lane_batches(cache: TokenCache, order: np.ndarray, batch_size: int, max_len:
             taken += len(more)
             waiting = np.concatenate([waiting, more])
             waiting_length = np.concatenate([waiting_length,
-                                             mean_lengths(cache, more, max_len)])
+                                             mean_lengths(cache, more, max_len, reverse)])
         walked = lane_conversation >= 0  # the lanes of the last step, ended ones too
         need = ~walked | (lane_turn + 1 >= lane_end)
         lanes = np.flatnonzero(need)
@@ -95,14 +101,16 @@ def lane_batches(cache: TokenCache, order: np.ndarray, batch_size: int, max_len:
             while True:
                 yield Batch(idle, idle, idle, np.ones(batch_size, bool))
         if step >= skip:
-            yield _build(cache, lane_turn, live, need, max_len, targets, turns)
+            reset = np.ones(batch_size, bool) if reverse else need
+            yield _build(cache, lane_turn, live, reset, max_len, targets, turns, reverse)
         lane_turn[live] += 1
         step += 1
 
 
-def mean_lengths(cache: TokenCache, chosen: np.ndarray, max_len: int) -> np.ndarray:
-    """Each conversation's mean exchange length (source + fed reply, cut at `max_len`):
-    what a lane is matched on."""
+def mean_lengths(cache: TokenCache, chosen: np.ndarray, max_len: int,
+                 reverse: bool = False) -> np.ndarray:
+    """Each conversation's mean exchange length (source + fed reply, cut at `max_len`;
+    each exchange backwards with `reverse`): what a lane is matched on."""
     if not len(chosen):
         return np.zeros(0, np.float64)
     starts = np.asarray(cache.conversations[chosen], np.int64)
@@ -114,20 +122,25 @@ def mean_lengths(cache: TokenCache, chosen: np.ndarray, max_len: int) -> np.ndar
     source = np.concatenate([[0], np.cumsum(np.minimum(lengths, max_len))])
     fed = np.concatenate([[0], np.cumsum(np.minimum(lengths + 1, max_len))])
     ends = offsets[1:]
-    # Sources are turns first..last-1, fed replies turns first+1..last.
-    sums = (source[ends - 1] - source[offsets[:-1]]) + (fed[ends] - fed[offsets[:-1] + 1])
+    starts = offsets[:-1]
+    if reverse:  # sources are turns first+1..last, fed replies turns first..last-1
+        sums = (source[ends] - source[starts + 1]) + (fed[ends - 1] - fed[starts])
+    else:  # sources are turns first..last-1, fed replies turns first+1..last
+        sums = (source[ends - 1] - source[starts]) + (fed[ends] - fed[starts + 1])
     return sums / np.maximum(counts - 1, 1)
 
 
 def _build(cache: TokenCache, lane_turn: np.ndarray, live: np.ndarray, reset: np.ndarray,
-           max_len: int, targets: np.ndarray | None, turns: np.ndarray) -> Batch:
-    """One step's arrays: each live lane's exchange (source turn -> the next), padded."""
+           max_len: int, targets: np.ndarray | None, turns: np.ndarray,
+           reverse: bool = False) -> Batch:
+    """One step's arrays: each live lane's exchange (turn k -> turn k + 1, or with
+    `reverse` turn k + 1 -> turn k), padded."""
     rows = len(lane_turn)
-    source_turn = lane_turn[live]
-    reply_turn = source_turn + 1
-    source_end = np.asarray(turns[reply_turn], np.int64)
+    first = lane_turn[live]  # turn k of each live lane's exchange
+    source_turn, reply_turn = (first + 1, first) if reverse else (first, first + 1)
+    source_end = np.asarray(turns[source_turn + 1], np.int64)
     source_start = np.maximum(source_end - max_len, np.asarray(turns[source_turn], np.int64))
-    reply_start = source_end
+    reply_start = np.asarray(turns[reply_turn], np.int64)
     reply_length = np.asarray(turns[reply_turn + 1], np.int64) - reply_start
     fed = np.minimum(reply_length + 1, max_len)  # bos + reply, or its first max_len - 1
 
@@ -140,7 +153,9 @@ def _build(cache: TokenCache, lane_turn: np.ndarray, live: np.ndarray, reset: np
     ended = np.flatnonzero(reply_length < max_len)  # a cut reply has no eos: not finished
     target_out[ended, reply_length[ended]] = EOS_ID
     if targets is not None:
-        target_out[~targets[reply_turn]] = 0  # read, not learned (reply_as)
+        # Read, not learned (reply_as): a reverse exchange is learned where the forward
+        # one would be (the speaker's turn is its source), so both ask turn k + 1.
+        target_out[~targets[first + 1]] = 0
     return Batch(_rows(source, live, rows), _rows(target_in, live, rows),
                  _rows(target_out, live, rows), reset.copy())
 

@@ -23,6 +23,7 @@ import signal
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -264,7 +265,8 @@ class Trainer:
                 tokenizer = fit_tokenizer(o.tokenizer, store, o.vocab_size)
                 config = ModelConfig.from_dict({**config.to_dict(),
                                                 "vocab_size": tokenizer.vocab_size})
-        self.cache = self._token_cache(tokenizer)
+        self._cache = self._token_cache(tokenizer)
+        self._cache_path = self._cache.path
         return self._made_self_describing(tokenizer, config, resume)
 
     def _token_cache(self, tokenizer: Any) -> Any:
@@ -293,7 +295,8 @@ class Trainer:
             raise ChatbotError(f"{o.db}: no corpus database; run `chatbot ingest` first "
                                "(or give --token-cache a built token cache)")
         try:
-            self.cache = token_cache.open_cache(o.token_cache, shard=self.shard)
+            self._cache = token_cache.open_cache(o.token_cache, shard=self.shard)
+            self._cache_path = self._cache.path
         except token_cache.StaleCache as why:
             raise ChatbotError(f"{o.token_cache}: the token cache cannot be used ({why}), "
                                f"and the corpus {o.db} is not here to rebuild it") from None
@@ -393,9 +396,20 @@ class Trainer:
             self.checkpoint.restore(latest).expect_partial()
             self.resumed_from = int(self.step.numpy())
 
+    @property
+    def cache(self) -> Any:
+        """The token cache, opened again after `close()` let go of its memory maps."""
+        if self._cache is None:
+            from chatbot.train import token_cache
+
+            self._cache = token_cache.open_cache(self._cache_path, shard=self.shard)
+        return self._cache
+
     def close(self) -> None:
-        """Let go of what the trainer holds open: the log's writers, a worker's scratch
-        directory. `run()` calls it on the way out, however it ends."""
+        """Let go of what the trainer holds open: the log's writers, the token cache's
+        memory maps, a worker's scratch directory. `run()` calls it on the way out,
+        however it ends."""
+        self._cache = None
         log = getattr(self, "log", None)
         if log is not None:
             log.close()
@@ -500,12 +514,17 @@ class Trainer:
                             seed=o.seed * 100_003 + epoch if split == "train" else None,
                             shard=self.shard, targets=targets)
 
+        rows, endless = self.local_rows, self.multiworker
+        # tf.data keeps this function as long as it likes: it reaches the memory maps
+        # through the trainer, so that close() lets go of them.
+        trainer = weakref.ref(self)
+
         def batches():
             # Resuming inside an epoch: the same seeded order, the done batches skipped.
             # With several hosts a shard that ends first goes on with idle batches until
             # every host's has ended (see _anyone_walking).
-            return lane_batches(self.cache, order, self.local_rows, o.max_len, targets,
-                                pool=o.pool, skip=skip, endless=self.multiworker)
+            return lane_batches(trainer().cache, order, rows, o.max_len, targets,
+                                pool=o.pool, skip=skip, endless=endless, reverse=o.reverse)
 
         return dataset(batches, self.local_rows)
 

@@ -73,6 +73,10 @@ class TrainOptions:
     # Float16 (GPU, with loss scaling) or bfloat16 (CPU) compute; variables, the loss,
     # the softmax and the state carried between exchanges stay float32.
     mixed_precision: bool = False
+    # Learn p(turn | reply): each exchange read backwards (turn k+1 -> turn k), each one
+    # on its own (the state reset at every exchange). The backward model of Li et al.
+    # 2016's MMI-bidi, for reranking replies (chatbot/decode/rerank.py).
+    reverse: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db", Path(self.db))

@@ -112,17 +112,18 @@ class TokenCache:
         return np.isin(self.speakers, np.asarray(wanted, np.int32))
 
     def exchanges(self, split: str, valid_fraction: float, max_len: int,
-                  split_by: str = "work", reply_as: tuple[str, ...] = ()
-                  ) -> Iterator[list[Exchange]]:
+                  split_by: str = "work", reply_as: tuple[str, ...] = (),
+                  reverse: bool = False) -> Iterator[list[Exchange]]:
         """The split's conversations as exchanges, in store order: the very lists
-        `chatbot.train.data.conversations` makes from the store and the tokenizer."""
+        `chatbot.train.data.conversations` makes from the store and the tokenizer (each
+        exchange backwards with `reverse`, as a reverse model trains on them)."""
         keep = self.in_split(split, valid_fraction, split_by)
         targets = self.target_turns(reply_as)
         for c in np.flatnonzero(keep):
             first, end = int(self.conversations[c]), int(self.conversations[c + 1])
             ids = [self.tokens[self.turns[k]:self.turns[k + 1]].tolist()
                    for k in range(first, end)]
-            found = exchanges(ids, max_len)
+            found = exchanges(ids, max_len, reverse)
             if targets is not None:
                 found = [e if targets[first + k + 1] else e._replace(target_out=[])
                          for k, e in enumerate(found)]
@@ -175,6 +176,8 @@ def ensure(db: Path | str, tokenizer: Any, path: Path | str | None = None,
         corpus_digest = store.content_digest()
         tokens_digest = tokenizer_digest(tokenizer)
         target = Path(path) if path else default_path(db, corpus_digest, tokens_digest)
+        if target.exists() and not target.is_dir():
+            raise ChatbotError(f"{target}: a file, not a token cache directory")
         if target.exists() and any(target.iterdir()):
             _require_cache_files(target)  # never replace a directory that is not a cache
             try:
@@ -236,15 +239,16 @@ def build(store: Any, tokenizer: Any, path: Path | str, corpus_digest: str,
 
     Written into a sibling temporary directory and renamed into place: a full disk or a
     kill leaves no partial cache (a ChatbotError says which file could not be written).
-    Private corpora give a private cache (0700 directory, 0600 files).
+    Every cache is private (0700 directory, 0600 files): it holds the corpus' text as
+    ids; the manifest records whether the corpus has `private` sources.
     """
     path = Path(path)
     report = progress or (lambda done, total: None)
     total = store.stats()["turns"]
     report(0, total)  # shown as begun before the first (slow, on a large store) read
     path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        if private or path.parent.name.endswith(".tokens"):
+    if path.parent.name.endswith(".tokens"):  # ours (CORPUS.tokens/), not a user's folder
+        with contextlib.suppress(OSError):
             os.chmod(path.parent, 0o700)  # only its owner can list the caches there
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -260,6 +264,7 @@ def build(store: Any, tokenizer: Any, path: Path | str, corpus_digest: str,
             "conversations": files["conversations.bin"]["count"] - 1,
             "turns": files["turns.bin"]["count"] - 1,
             "tokens": files["tokens.bin"]["count"], "speakers": speakers,
+            "private": private,
             "block_bytes": BLOCK, "files": files,
         }
         write_atomic(work / MANIFEST, json.dumps(manifest, indent=1).encode())
