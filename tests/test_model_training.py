@@ -43,8 +43,11 @@ def real_conversations(tmp_path_factory):
     return [[t.text for t in c.turns] for c in found[:4]]
 
 
-@pytest.mark.parametrize("family", ["simple", "seq2seq", "attention"])
-def test_each_family_overfits_real_conversations(real_conversations, family):
+# Steps: the loss stays under 0.05 from step 390 (simple), 99 (seq2seq) and 78 (attention)
+# on; the last two get about twice that, not 400.
+@pytest.mark.parametrize("family,steps", [("simple", 400), ("seq2seq", 200),
+                                          ("attention", 160)])
+def test_each_family_overfits_real_conversations(real_conversations, family, steps):
     keras.utils.set_random_seed(0)
     tokenizer = fit_tokenizer("word", [t for c in real_conversations for t in c], 200)
     # The simple family decodes from one repeated vector (no previous token): it needs
@@ -54,7 +57,7 @@ def test_each_family_overfits_real_conversations(real_conversations, family):
         family=family, vocab_size=tokenizer.vocab_size, embedding_dim=32, hidden_dim=hidden,
         peek=family == "seq2seq"))
     losses = fit(model, batches(tokenizer, real_conversations), keras.optimizers.Adam(0.01),
-                 400)
+                 steps)
     assert losses[0] > 2.0
     assert losses[-1] < 0.05, losses[-10:]
 

@@ -213,23 +213,28 @@ def test_an_epoch_without_progress_lowers_the_learning_rate_and_resume_keeps_it(
 def test_a_step_with_fewer_tokens_than_usual_weighs_less(corpus_db, tmp_path):
     """The end of an epoch, one lane still running: its step must not count as a full one
     (the optimizer's first moment shows how much the step's gradient weighed)."""
+    trainer = _trainer(corpus_db, tmp_path / "m", max_steps=6)
+    trainer.run()
+    source, target_in, target_out, reset = (
+        np.array(x) for x in next(iter(trainer._dataset("train", 0, 6))))
+    for rows in (source, target_in, target_out):
+        rows[1:] = 0  # every lane idle but the first
+    tokens = np.count_nonzero(target_out)
+    assert tokens > 0
+    # Both steps from where the run stopped: its weights and optimizer state put back.
+    held = [*trainer.model.weights, *trainer.optimizer.variables]
+    stopped = [np.array(v) for v in held]
+    momenta = trainer.optimizer._momentums
+    beta = trainer.optimizer.beta_1
     contribution = {}
     for name, usual in (("averaged", True), ("full weight", False)):
-        trainer = _trainer(corpus_db, tmp_path / name, max_steps=6)
-        trainer.run()
-        source, target_in, target_out, reset = (
-            np.array(x) for x in next(iter(trainer._dataset("train", 0, 6))))
-        for rows in (source, target_in, target_out):
-            rows[1:] = 0  # every lane idle but the first
-        tokens = np.count_nonzero(target_out)
-        assert tokens > 0
+        for variable, value in zip(held, stopped, strict=True):
+            variable.assign(value)
         # What the usual count would be with full steps of eight lanes; 0 = none yet.
         trainer.usual_tokens.assign(100.0 * tokens if usual else 0.0)
-        momenta = trainer.optimizer._momentums
         before = [np.array(m) for m in momenta]
         trainer._train_step(source, target_in, target_out, reset, trainer._carried_state(),
                             trainer.usual_tokens)
-        beta = trainer.optimizer.beta_1
         contribution[name] = np.sqrt(sum(
             float(np.sum((np.array(m) - beta * b) ** 2)) for m, b in zip(momenta, before,
                                                                         strict=True)))
@@ -432,19 +437,32 @@ def _free_ports(n):
 
 
 def test_two_workers_on_localhost_finish_and_agree(corpus_db, tmp_path):
+    """Two hosts, each reading only its shard of a token cache built beforehand: the
+    second host has no corpus at all. They step together to the end and agree."""
     import re
+    import shutil
     import subprocess
     import sys
 
+    from chatbot.corpus.store import CorpusStore
+    from chatbot.text.tokenizer import fit_tokenizer
+    from chatbot.train import token_cache
+
+    cache = tmp_path / "shared-tokens"
+    with CorpusStore(corpus_db) as store:  # the tokenizer `train` fits: the same one
+        tokenizer = fit_tokenizer("word", store, 8000)
+    built = token_cache.ensure(corpus_db, tokenizer, cache)
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     model = tmp_path / "m"
     processes = []
     for index in range(2):
         config = json.dumps({"cluster": {"worker": workers},
                              "task": {"type": "worker", "index": index}})
+        db = corpus_db if index == 0 else tmp_path / "absent.db"  # host b: no corpus
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "chatbot", "train", "--db", str(corpus_db), "--model",
-             str(model), "--strategy", "multiworker", "--max-steps", "6", *TINY],
+            [sys.executable, "-m", "chatbot", "train", "--db", str(db), "--model",
+             str(model), "--strategy", "multiworker", "--max-steps", "6",
+             "--token-cache", str(cache), *TINY],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=_env(TF_CONFIG=config)))
     outputs = [p.communicate(timeout=300) for p in processes]
@@ -455,6 +473,13 @@ def test_two_workers_on_localhost_finish_and_agree(corpus_db, tmp_path):
     assert [role for role, _ in digests] == ["chief", "worker"]
     assert digests[0][1] == digests[1][1]
     assert json.loads(outputs[1][0].splitlines()[-1])["steps"] == 6
+    # Each read its own half of the conversations, the two halves the whole cache.
+    shards = [re.search(r"worker (\d) of 2 reads conversations (\d+)-(\d+) of", err).groups()
+              for _, err in outputs]
+    assert [int(k) for k, _, _ in shards] == [1, 2]
+    (_, a0, a1), (_, b0, b1) = shards
+    assert int(a0) == 0 and int(b0) == int(a1) + 1 and int(b1) == built.conversation_count - 1
+    shutil.rmtree(cache)
     # Only the chief wrote the model directory, and it is complete.
     assert _weights(model)
     bad = _chatbot("train", "--db", str(corpus_db), "--model", str(tmp_path / "x"),
@@ -464,6 +489,7 @@ def test_two_workers_on_localhost_finish_and_agree(corpus_db, tmp_path):
 
 def test_kill_9_while_training_leaves_a_loadable_directory(corpus_db, tmp_path):
     import os
+    import re
     import signal
     import subprocess
     import sys
@@ -487,8 +513,12 @@ def test_kill_9_while_training_leaves_a_loadable_directory(corpus_db, tmp_path):
     process.wait()
     loaded = directory.load(model)
     assert loaded.config.hidden_dim == 16
-    resumed = _chatbot("train", *args, "--resume", "--max-steps", "100000", "--epochs", "1",
-                       "--json", env=_env())
+    # Two steps past the newest checkpoint (the kill may have cut it: then the resume
+    # starts from the one before, further back still), not a whole epoch.
+    newest = max(int(re.fullmatch(r"ckpt-(\d+)\.index", p.name)[1])
+                 for p in (model / "checkpoints").glob("ckpt-*.index"))
+    resumed = _chatbot("train", *args, "--resume", "--max-steps", str(newest + 2), "--json",
+                       env=_env())
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     out = json.loads(resumed.stdout.splitlines()[-1])
     assert out["resumed_from_step"] >= 2 and out["steps"] > out["resumed_from_step"]
@@ -503,6 +533,14 @@ def test_a_full_disk_is_one_clear_line(corpus_db, tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
 
+    # The corpus' token cache built first, as an earlier run would have (a full disk
+    # while building it is tests/test_token_cache.py's): this is about checkpoints.
+    from chatbot.corpus.store import CorpusStore
+    from chatbot.text.tokenizer import fit_tokenizer
+    from chatbot.train import token_cache
+
+    with CorpusStore(corpus_db) as store:
+        token_cache.ensure(corpus_db, fit_tokenizer("word", store, 8000))
     model = tmp_path / "m"
     full = _chatbot("train", "--db", str(corpus_db), "--model", str(model), "--max-steps",
                     "4", "--checkpoint-every", "2", "--hidden-dim", "64", "--embedding-dim",
