@@ -245,7 +245,7 @@ class Trainer:
         model_dir = Path(o.model_dir)
         if not Path(o.db).exists():
             return self._from_cache_alone(config, resume)
-        with CorpusStore(o.db) as store:  # training reads through its own (see _dataset)
+        with CorpusStore(o.db) as store:  # checks; the token cache reads through its own
             if store.stats()["conversations"] == 0:
                 raise ChatbotError(f"{o.db}: the corpus has no conversation of two turns; "
                                    "ingest some first")
@@ -265,23 +265,22 @@ class Trainer:
                 tokenizer = fit_tokenizer(o.tokenizer, store, o.vocab_size)
                 config = ModelConfig.from_dict({**config.to_dict(),
                                                 "vocab_size": tokenizer.vocab_size})
-        self._cache = self._token_cache(tokenizer)
-        self._cache_path = self._cache.path
-        return self._made_self_describing(tokenizer, config, resume)
-
-    def _token_cache(self, tokenizer: Any) -> Any:
-        """The corpus tokenized by `tokenizer`, built if missing or stale."""
         from chatbot.train import token_cache
 
-        o = self.options
         with _writing(Path(o.token_cache) if o.token_cache else Path(o.db).parent):
-            cache = token_cache.ensure(o.db, tokenizer, o.token_cache, self.on_tokenize,
-                                       self.on_note)
+            self._use_cache(token_cache.ensure(o.db, tokenizer, o.token_cache,
+                                               self.on_tokenize, self.on_note))
+        return self._made_self_describing(tokenizer, config, resume)
+
+    def _use_cache(self, cache: Any) -> None:
+        """Train on `cache` (reopened from its path after `close()`); with several hosts,
+        the line that says which of its conversations this host reads."""
+        from chatbot.train import token_cache
+
+        self._cache, self._cache_path = cache, cache.path
         first, end = token_cache.shard_range(cache, *self.shard)
-        if self.multiworker:
-            self._shard_note = (f"worker {self.shard[0] + 1} of {self.shard[1]} reads "
-                                f"conversations {first}-{end - 1} of {cache.path}")
-        return cache
+        self._shard_note = (f"worker {self.shard[0] + 1} of {self.shard[1]} reads "
+                            f"conversations {first}-{end - 1} of {cache.path}")
 
     def _from_cache_alone(self, config: ModelConfig, resume: bool) -> tuple[Any, ModelConfig]:
         """No corpus here (a worker given a built --token-cache): the tokenizer and the
@@ -295,8 +294,7 @@ class Trainer:
             raise ChatbotError(f"{o.db}: no corpus database; run `chatbot ingest` first "
                                "(or give --token-cache a built token cache)")
         try:
-            self._cache = token_cache.open_cache(o.token_cache, shard=self.shard)
-            self._cache_path = self._cache.path
+            self._use_cache(token_cache.open_cache(o.token_cache, shard=self.shard))
         except token_cache.StaleCache as why:
             raise ChatbotError(f"{o.token_cache}: the token cache cannot be used ({why}), "
                                f"and the corpus {o.db} is not here to rebuild it") from None
@@ -306,10 +304,6 @@ class Trainer:
         if missing:
             raise ChatbotError(f"{o.token_cache}: no turns by {', '.join(map(repr, missing))} "
                                "to learn from")
-        if self.multiworker:
-            first, end = token_cache.shard_range(self.cache, *self.shard)
-            self._shard_note = (f"worker {self.shard[0] + 1} of {self.shard[1]} reads "
-                                f"conversations {first}-{end - 1} of {self.cache.path}")
         if resume:
             tokenizer = load_tokenizer(o.model_dir)
             config = directory.read_config(o.model_dir)
